@@ -1,0 +1,1 @@
+/* columns.c - feature columns (being written). */

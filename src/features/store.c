@@ -1,0 +1,1 @@
+/* store.c - the RocksDB feature store (being written). */

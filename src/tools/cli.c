@@ -1,0 +1,60 @@
+/* cli.c - shared helpers for subcommands. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+int fn_cli_fail(const char *cmd, const fn_error *err)
+{
+    fprintf(stderr, "funnel %s: %s\n", cmd,
+            err && err->msg[0] ? err->msg : fn_status_name(err ? err->code : FN_ERR_INTERNAL));
+    return FN_EXIT_FAIL;
+}
+
+int fn_cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "funnel %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nRun 'funnel %s --help' for usage.\n", cmd);
+    return FN_EXIT_USAGE;
+}
+
+int fn_cli_u64(const char *cmd, const char *opt, const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!s || !*s || *s == '-') goto bad;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end || errno) goto bad;
+    *out = v;
+    return 1;
+bad:
+    fn_cli_usage_error(cmd, "%s expects a non-negative whole number, got '%s'", opt, s ? s : "");
+    return 0;
+}
+
+int fn_cli_i64(const char *cmd, const char *opt, const char *s, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!s || !*s) goto bad;
+    long long v = strtoll(s, &end, 10);
+    if (*end || errno) goto bad;
+    *out = v;
+    return 1;
+bad:
+    fn_cli_usage_error(cmd, "%s expects a whole number, got '%s'", opt, s ? s : "");
+    return 0;
+}
+
+fn_status fn_cli_write_stdout(const fn_buf *b, fn_error *err)
+{
+    if (b->len && fwrite(b->data, 1, b->len, stdout) != b->len)
+        return fn_error_set(err, FN_ERR_IO, "writing to standard output: %s", strerror(errno));
+    return FN_OK;
+}

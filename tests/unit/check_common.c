@@ -1,0 +1,7 @@
+/* check_common.c - tests of common (being written). */
+#include <check.h>
+
+Suite *common_suite(void)
+{
+    return suite_create("common");
+}

@@ -1,0 +1,27 @@
+/* test_util.h - helpers shared by the Check suites. */
+#ifndef FN_TEST_UTIL_H
+#define FN_TEST_UTIL_H
+
+#include <check.h>
+#include <stddef.h>
+
+#include "common/buf.h"
+
+/* A fresh temporary folder (removed with fn_test_rmtree). */
+char *fn_test_tmpdir(void);
+/* Removes a folder and everything below it. */
+void fn_test_rmtree(const char *path);
+/* Joins folder and name into a new string. */
+char *fn_test_path(const char *dir, const char *name);
+/* A path under the public data sets (../shared/data), or NULL when they are absent. */
+char *fn_test_data(const char *rel);
+/* Writes n bytes to path (plain, not atomic: test fixtures). */
+void fn_test_write_file(const char *path, const void *data, size_t n);
+/* Reads a whole file; aborts the test when it cannot. */
+void fn_test_read_file(const char *path, fn_buf *out);
+/* Runs a shell command, capturing stdout into out (may be NULL); returns its exit status. */
+int fn_test_run(const char *cmd, fn_buf *out);
+/* The funnel CLI binary built next to the tests. */
+const char *fn_test_funnel_bin(void);
+
+#endif
