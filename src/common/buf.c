@@ -174,13 +174,15 @@ void fn_buf_json_string(fn_buf *b, const char *s, size_t n)
 }
 
 /*
- * Shortest "%.*e" digits that read back to v as a float32. Fills digits
- * (no dot, no trailing zeros) and the decimal exponent of the first digit.
+ * Fewest significant digits, from min_prec up, whose "%.*e" form reads back
+ * to v as a float32. Fills digits (no dot, no trailing zeros) and the decimal
+ * exponent of the first digit. Python's json_format starts at 6 digits, which
+ * matters only for subnormals (1.4013e-45, not 1e-45).
  */
-static void float_shortest(float v, char *digits, int *exp10)
+static void float_shortest(float v, int min_prec, char *digits, int *exp10)
 {
     char tmp[64];
-    for (int prec = 1; prec <= 9; prec++) {
+    for (int prec = min_prec; prec <= 9; prec++) {
         snprintf(tmp, sizeof tmp, "%.*e", prec - 1, (double)v);
         if ((float)strtod(tmp, NULL) == v) break;
     }
@@ -240,7 +242,7 @@ void fn_buf_json_float(fn_buf *b, float v)
     }
     char digits[32];
     int e;
-    float_shortest(v, digits, &e);
+    float_shortest(v, 6, digits, &e);
     put_repr(b, signbit(v) != 0, digits, e, 1);
 }
 
@@ -298,7 +300,7 @@ void fn_buf_float(fn_buf *b, float v)
     }
     char digits[32];
     int e;
-    float_shortest(v, digits, &e);
+    float_shortest(v, 1, digits, &e);
     put_repr(b, signbit(v) != 0, digits, e, 0);
 }
 

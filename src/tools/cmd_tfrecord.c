@@ -112,8 +112,10 @@ static int cmd_cat(const char *path, const options *o)
             fn_buf_reset(&out);
         }
     }
-    if (rc == FN_EXIT_OK && fn_cli_write_stdout(&out, &err) != FN_OK)
-        rc = fn_cli_fail("tfrecord cat", &err);
+    /* Records read before a failure are printed too: the error says where it stopped. */
+    fn_error werr = {0};
+    if (fn_cli_write_stdout(&out, &werr) != FN_OK && rc == FN_EXIT_OK)
+        rc = fn_cli_fail("tfrecord cat", &werr);
     if (fflush(stdout) != 0 && rc == FN_EXIT_OK) {
         fn_error_set(&err, FN_ERR_IO, "writing to standard output failed");
         rc = fn_cli_fail("tfrecord cat", &err);

@@ -116,6 +116,7 @@ START_TEST(json_float_like_python_json_format)
     ck_assert_str_eq(json_float_of(2.5e-7f), "2.5e-07");
     ck_assert_str_eq(json_float_of(0.005793039f), "0.005793039");
     ck_assert_str_eq(json_float_of(-1.5f), "-1.5");
+    ck_assert_str_eq(json_float_of(1e-45f), "1.4013e-45"); /* subnormal: 6 digits at least */
     ck_assert_str_eq(json_float_of(0.0f / 0.0f), "\"NaN\"");
     ck_assert_str_eq(json_float_of(1.0f / 0.0f), "\"Infinity\"");
     ck_assert_str_eq(json_float_of(-1.0f / 0.0f), "\"-Infinity\"");
