@@ -183,6 +183,26 @@ static fn_status stream_read(fn_tfrecord_reader *r, uint8_t *dst, size_t n, size
     return FN_OK;
 }
 
+/*
+ * When the next n bytes lie whole in the current window, consumes them and
+ * returns a pointer to them (no copy); otherwise returns NULL and consumes nothing.
+ */
+static const uint8_t *stream_take(fn_tfrecord_reader *r, size_t n)
+{
+    const uint8_t *p;
+    if (r->compressed) {
+        if (r->out_end - r->out_pos < n) return NULL;
+        p = r->out + r->out_pos;
+        r->out_pos += n;
+    } else {
+        if (r->in_end - r->in_pos < n) return NULL;
+        p = r->in + r->in_pos;
+        r->in_pos += n;
+    }
+    r->offset += n;
+    return p;
+}
+
 /* ---- open / close -------------------------------------------------------- */
 
 static fn_status reader_new(const char *name, const fn_tfrecord_read_options *opts,
@@ -420,6 +440,12 @@ fn_status fn_tfrecord_read(fn_tfrecord_reader *r, const uint8_t **data, size_t *
             }
             return fail(r, FN_ERR_CORRUPT, err);
         }
+        /* Most records lie whole in the read window: hand them out in place. */
+        const uint8_t *rec = stream_take(r, (size_t)n + 4);
+        if (rec) {
+            got = (size_t)n + 4;
+            goto check_data;
+        }
         if (n + 4 > r->rec_cap) {
             size_t cap = r->rec_cap ? r->rec_cap : 4096;
             while (cap < n + 4) cap *= 2;
@@ -447,8 +473,10 @@ fn_status fn_tfrecord_read(fn_tfrecord_reader *r, const uint8_t **data, size_t *
                          (unsigned long long)(n + 4));
             return fail(r, FN_ERR_CORRUPT, err);
         }
-        want = load_u32(r->rec + n);
-        have = fn_crc32c_mask(fn_crc32c(r->rec, n));
+        rec = r->rec;
+    check_data:
+        want = load_u32(rec + n);
+        have = fn_crc32c_mask(fn_crc32c(rec, n));
         if (want != have) {
             if (r->opts.skip_corrupt) {
                 r->stats.skipped_records++;
@@ -464,7 +492,7 @@ fn_status fn_tfrecord_read(fn_tfrecord_reader *r, const uint8_t **data, size_t *
         r->stats.records++;
         r->stats.bytes = r->offset;
         r->last_record_offset = start;
-        *data = r->rec;
+        *data = rec;
         *len = (size_t)n;
         return FN_OK;
     }

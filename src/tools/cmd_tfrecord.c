@@ -8,19 +8,21 @@
 #include <string.h>
 
 #include "cli.h"
+#include "common/clock.h"
 #include "features/example.h"
 #include "features/tfrecord.h"
 
 static const char usage_text[] =
     "usage: funnel tfrecord cat FILE [--limit N] [--skip-corrupt] [--compression C]\n"
     "       funnel tfrecord from-jsonl IN OUT [--gzip | --zlib]\n"
-    "       funnel tfrecord stat FILE [--skip-corrupt] [--compression C] [--json]\n"
+    "       funnel tfrecord stat FILE [--decode] [--skip-corrupt] [--compression C] [--json]\n"
     "\n"
     "cat         print each record as one line of proto3 JSON of tensorflow.Example\n"
     "            (as Python's json_format.MessageToJson(msg, indent=None) prints it)\n"
     "from-jsonl  read such lines (IN may be - for stdin) and write a TFRecord file;\n"
     "            OUT appears only once complete\n"
-    "stat        check every record's framing and CRCs; print records and bytes\n"
+    "stat        check every record's framing and CRCs (with --decode, also parse each\n"
+    "            as a tf.Example); print records, bytes and MB/s\n"
     "\n"
     "options:\n"
     "  --limit N          stop after N records\n"
@@ -28,9 +30,19 @@ static const char usage_text[] =
     "  --compression C    auto (default: gzip when the file starts with its magic),\n"
     "                     none, gzip or zlib\n"
     "  --gzip, --zlib     compress the output\n"
+    "  --decode           stat: parse every record as a tf.Example too\n"
     "  --json             print figures as a JSON object\n";
 
-enum { OPT_LIMIT = 1, OPT_SKIP, OPT_COMPRESSION, OPT_GZIP, OPT_ZLIB, OPT_JSON, OPT_HELP };
+enum {
+    OPT_LIMIT = 1,
+    OPT_SKIP,
+    OPT_COMPRESSION,
+    OPT_GZIP,
+    OPT_ZLIB,
+    OPT_JSON,
+    OPT_DECODE,
+    OPT_HELP
+};
 
 static const struct option long_opts[] = {
     {"limit", required_argument, NULL, OPT_LIMIT},
@@ -39,6 +51,7 @@ static const struct option long_opts[] = {
     {"gzip", no_argument, NULL, OPT_GZIP},
     {"zlib", no_argument, NULL, OPT_ZLIB},
     {"json", no_argument, NULL, OPT_JSON},
+    {"decode", no_argument, NULL, OPT_DECODE},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -49,6 +62,7 @@ typedef struct options {
     fn_tfrecord_read_options read;
     fn_tfrecord_compression out_compression;
     int json;
+    int decode;
 } options;
 
 static int parse_compression(const char *s, fn_tfrecord_compression *out)
@@ -188,9 +202,10 @@ static int cmd_stat(const char *path, const options *o)
 {
     fn_error err = {0};
     fn_tfrecord_reader *r;
+    uint64_t t0 = fn_now_ns();
     if (fn_tfrecord_reader_open(path, &o->read, &r, &err) != FN_OK)
         return fn_cli_fail("tfrecord stat", &err);
-    uint64_t payload = 0, max_len = 0;
+    uint64_t payload = 0, max_len = 0, features = 0;
     fn_status st;
     for (;;) {
         const uint8_t *data;
@@ -199,26 +214,44 @@ static int cmd_stat(const char *path, const options *o)
         if (st != FN_OK) break;
         payload += len;
         if (len > max_len) max_len = len;
+        if (o->decode) {
+            Tensorflow__Example *ex;
+            if ((st = fn_example_decode(data, len, &ex, &err)) != FN_OK) {
+                fn_error_prefix(&err, "%s: record %llu at byte offset %llu", path,
+                                (unsigned long long)fn_tfrecord_reader_stats(r)->records - 1,
+                                (unsigned long long)fn_tfrecord_reader_record_offset(r));
+                break;
+            }
+            features += ex->features ? ex->features->n_feature : 0;
+            fn_example_free(ex);
+        }
     }
+    double secs = (double)(fn_now_ns() - t0) / 1e9;
     int rc = FN_EXIT_OK;
     if (st != FN_END) {
         rc = fn_cli_fail("tfrecord stat", &err);
     } else {
         const fn_tfrecord_stats *s = fn_tfrecord_reader_stats(r);
+        double mbps = secs > 0 ? (double)s->bytes / 1e6 / secs : 0;
         if (o->json) {
             printf("{\"records\": %llu, \"bytes\": %llu, \"payload_bytes\": %llu, "
-                   "\"max_record_bytes\": %llu, \"skipped_records\": %llu}\n",
+                   "\"max_record_bytes\": %llu, \"skipped_records\": %llu, \"features\": %llu, "
+                   "\"seconds\": %.6f, \"mb_per_s\": %.1f}\n",
                    (unsigned long long)s->records, (unsigned long long)s->bytes,
                    (unsigned long long)payload, (unsigned long long)max_len,
-                   (unsigned long long)s->skipped_records);
+                   (unsigned long long)s->skipped_records, (unsigned long long)features, secs,
+                   mbps);
         } else {
             printf("records          %llu\nbytes            %llu\npayload bytes    %llu\n"
                    "largest record   %llu\nskipped records  %llu\n",
                    (unsigned long long)s->records, (unsigned long long)s->bytes,
                    (unsigned long long)payload, (unsigned long long)max_len,
                    (unsigned long long)s->skipped_records);
+            if (o->decode) printf("features         %llu\n", (unsigned long long)features);
+            printf("seconds          %.3f\nMB/s             %.1f\n", secs, mbps);
         }
     }
+    report_skipped(path, r);
     fn_tfrecord_reader_close(r);
     return rc;
 }
@@ -249,6 +282,9 @@ int fn_cmd_tfrecord(int argc, char **argv)
             break;
         case OPT_JSON:
             o.json = 1;
+            break;
+        case OPT_DECODE:
+            o.decode = 1;
             break;
         case 'h':
         case OPT_HELP:
