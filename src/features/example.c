@@ -17,6 +17,28 @@ fn_status fn_example_decode(const uint8_t *data, size_t len, Tensorflow__Example
     return FN_OK;
 }
 
+static void *arena_alloc(void *ctx, size_t n)
+{
+    return fn_arena_alloc(ctx, n);
+}
+
+static void arena_free(void *ctx, void *p)
+{
+    (void)ctx, (void)p; /* released with the arena */
+}
+
+fn_status fn_example_decode_arena(const uint8_t *data, size_t len, fn_arena *arena,
+                                  Tensorflow__Example **out, fn_error *err)
+{
+    ProtobufCAllocator alloc = {arena_alloc, arena_free, arena};
+    Tensorflow__Example *ex = tensorflow__example__unpack(&alloc, len, data);
+    if (!ex)
+        return fn_error_set(err, FN_ERR_CORRUPT,
+                            "%zu bytes are not a valid serialized tensorflow.Example", len);
+    *out = ex;
+    return FN_OK;
+}
+
 fn_status fn_features_decode(const uint8_t *data, size_t len, Tensorflow__Features **out,
                              fn_error *err)
 {

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/arena.h"
 #include "common/buf.h"
 #include "common/status.h"
 #include "tensorflow/example.pb-c.h"
@@ -27,6 +28,13 @@ typedef enum fn_feature_kind {
 /* Parses serialized tf.Example bytes. */
 fn_status fn_example_decode(const uint8_t *data, size_t len, Tensorflow__Example **out,
                             fn_error *err);
+/*
+ * Parses serialized tf.Example bytes into memory from arena: no per-field
+ * malloc, nothing to free; the Example lives until the arena is reset. For
+ * bulk reading (training data, stat --decode).
+ */
+fn_status fn_example_decode_arena(const uint8_t *data, size_t len, fn_arena *arena,
+                                  Tensorflow__Example **out, fn_error *err);
 /* Parses serialized tf.Features bytes. */
 fn_status fn_features_decode(const uint8_t *data, size_t len, Tensorflow__Features **out,
                              fn_error *err);

@@ -206,7 +206,13 @@ static int cmd_stat(const char *path, const options *o)
     if (fn_tfrecord_reader_open(path, &o->read, &r, &err) != FN_OK)
         return fn_cli_fail("tfrecord stat", &err);
     uint64_t payload = 0, max_len = 0, features = 0;
+    fn_arena *arena = fn_arena_new(0);
     fn_status st;
+    if (!arena) {
+        fn_tfrecord_reader_close(r);
+        fn_error_set(&err, FN_ERR_NOMEM, "out of memory");
+        return fn_cli_fail("tfrecord stat", &err);
+    }
     for (;;) {
         const uint8_t *data;
         size_t len;
@@ -216,14 +222,14 @@ static int cmd_stat(const char *path, const options *o)
         if (len > max_len) max_len = len;
         if (o->decode) {
             Tensorflow__Example *ex;
-            if ((st = fn_example_decode(data, len, &ex, &err)) != FN_OK) {
+            fn_arena_reset(arena);
+            if ((st = fn_example_decode_arena(data, len, arena, &ex, &err)) != FN_OK) {
                 fn_error_prefix(&err, "%s: record %llu at byte offset %llu", path,
                                 (unsigned long long)fn_tfrecord_reader_stats(r)->records - 1,
                                 (unsigned long long)fn_tfrecord_reader_record_offset(r));
                 break;
             }
             features += ex->features ? ex->features->n_feature : 0;
-            fn_example_free(ex);
         }
     }
     double secs = (double)(fn_now_ns() - t0) / 1e9;
@@ -252,6 +258,7 @@ static int cmd_stat(const char *path, const options *o)
         }
     }
     report_skipped(path, r);
+    fn_arena_free(arena);
     fn_tfrecord_reader_close(r);
     return rc;
 }

@@ -1,10 +1,12 @@
 /* check_common.c - tests of src/common: hashing, CRC32C, text formatting, files. */
 #include <check.h>
 #include <dirent.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/arena.h"
 #include "common/buf.h"
 #include "common/crc32c.h"
 #include "common/file.h"
@@ -245,6 +247,32 @@ START_TEST(error_prefix_keeps_message)
 }
 END_TEST
 
+START_TEST(arena_alignment_reuse_and_big_blocks)
+{
+    fn_arena *a = fn_arena_new(1024);
+    ck_assert_ptr_nonnull(a);
+    char *prev = NULL;
+    for (int i = 1; i < 200; i++) {
+        char *p = fn_arena_alloc(a, (size_t)i);
+        ck_assert_ptr_nonnull(p);
+        ck_assert_uint_eq((uintptr_t)p % 16, 0);
+        memset(p, i, (size_t)i);
+        if (prev) ck_assert_int_eq((unsigned char)prev[0], (unsigned char)(i - 1));
+        prev = p;
+    }
+    char *big = fn_arena_alloc(a, 100000); /* larger than a block */
+    ck_assert_ptr_nonnull(big);
+    memset(big, 1, 100000);
+    ck_assert_uint_ge(fn_arena_used(a), 100000);
+    fn_arena_reset(a);
+    ck_assert_uint_eq(fn_arena_used(a), 0);
+    /* The big block was kept: this fits without a new one. */
+    char *again = fn_arena_alloc(a, 90000);
+    ck_assert_ptr_eq(again, big);
+    fn_arena_free(a);
+}
+END_TEST
+
 Suite *common_suite(void)
 {
     Suite *s = suite_create("common");
@@ -263,6 +291,7 @@ Suite *common_suite(void)
     tcase_add_test(t, atomic_file_appears_only_on_commit);
     tcase_add_test(t, read_all_limits_and_errors);
     tcase_add_test(t, error_prefix_keeps_message);
+    tcase_add_test(t, arena_alignment_reuse_and_big_blocks);
     suite_add_tcase(s, t);
     return s;
 }
