@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 PORT ?= 8080
 
-.PHONY: all deps build test run bench sanitize fuzz format clean
+.PHONY: all deps build model test run bench sanitize fuzz format clean
 
 all: build
 
@@ -17,7 +17,11 @@ $(BUILD)/CMakeCache.txt:
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: build
+# all-MiniLM-L6-v2 (the text encoder's weights) into models/; quick when present.
+model:
+	scripts/fetch-model
+
+test: build model
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 # Prepares the MovieLens demo (synthetic when no data is found) and starts funneld.

@@ -1,0 +1,289 @@
+/*
+ * backend.c - the checks every op shares (dtypes, devices, shapes), then the
+ * backend's function. Backends can trust what reaches them.
+ */
+#include "backend_impl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void shape_str(const fn_tensor *t, char *out, size_t cap)
+{
+    size_t o = (size_t)snprintf(out, cap, "%s[", fn_dtype_name(t->dtype));
+    for (int i = 0; i < t->ndim && o < cap; i++)
+        o += (size_t)snprintf(out + o, cap - o, i ? ",%lld" : "%lld", (long long)t->ne[i]);
+    if (o < cap) snprintf(out + o, cap - o, "]");
+}
+
+static fn_status bad_shape(fn_error *err, const char *op, const char *what, const fn_tensor *t)
+{
+    char s[96];
+    shape_str(t, s, sizeof s);
+    return fn_error_set(err, FN_ERR_INVALID, "%s: %s (got %s)", op, what, s);
+}
+
+/* Same device as the backend, the expected dtype, a plausible rank. */
+static fn_status check(fn_backend *b, const char *op, const char *name, const fn_tensor *t,
+                       fn_dtype dt, int min_dims, int max_dims, fn_error *err)
+{
+    if (!t || !t->data) return fn_error_set(err, FN_ERR_INVALID, "%s: %s is missing", op, name);
+    if (t->device != b->device)
+        return fn_error_set(err, FN_ERR_INVALID,
+                            "%s: %s lives on another device than the %s backend", op, name,
+                            b->name);
+    if (t->dtype != dt) {
+        char what[64];
+        snprintf(what, sizeof what, "%s must be %s", name, fn_dtype_name(dt));
+        return bad_shape(err, op, what, t);
+    }
+    if (t->ndim < min_dims || t->ndim > max_dims) {
+        char what[64];
+        snprintf(what, sizeof what, "%s must have %d to %d dimensions", name, min_dims, max_dims);
+        return bad_shape(err, op, what, t);
+    }
+    return FN_OK;
+}
+
+#define CHECK(expr)                                                                                \
+    do {                                                                                           \
+        fn_status st_ = (expr);                                                                    \
+        if (st_ != FN_OK) return st_;                                                              \
+    } while (0)
+
+void fn_backend_free(fn_backend *b)
+{
+    if (b) b->ops->destroy(b);
+}
+
+const char *fn_backend_name(const fn_backend *b)
+{
+    return b->name;
+}
+
+fn_device fn_backend_device(const fn_backend *b)
+{
+    return b->device;
+}
+
+fn_status fn_backend_sync(fn_backend *b, fn_error *err)
+{
+    return b->ops->sync(b, err);
+}
+
+fn_status fn_tensor_new(fn_backend *b, fn_dtype dt, int ndim, const int64_t *dims, fn_tensor **out,
+                        fn_error *err)
+{
+    if (ndim < 1 || ndim > FN_MAX_DIMS)
+        return fn_error_set(err, FN_ERR_INVALID, "tensor: %d dimensions (1 to %d allowed)", ndim,
+                            FN_MAX_DIMS);
+    for (int i = 0; i < ndim; i++)
+        if (dims[i] < 1)
+            return fn_error_set(err, FN_ERR_INVALID, "tensor: dimension %d is %lld", i,
+                                (long long)dims[i]);
+    fn_tensor *t = calloc(1, sizeof *t);
+    if (!t) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+    *t = fn_tensor_host(dt, ndim, dims, NULL);
+    t->device = b->device;
+    t->backend = b;
+    fn_status st = b->ops->alloc(b, t, err);
+    if (st != FN_OK) {
+        free(t);
+        return st;
+    }
+    *out = t;
+    return FN_OK;
+}
+
+void fn_tensor_free(fn_tensor *t)
+{
+    if (!t) return;
+    if (t->backend) t->backend->ops->release(t->backend, t);
+    free(t);
+}
+
+fn_status fn_tensor_write(fn_tensor *t, const void *host, size_t nbytes, fn_error *err)
+{
+    if (nbytes != fn_tensor_nbytes(t))
+        return fn_error_set(err, FN_ERR_INVALID, "tensor write: %zu bytes for a tensor of %zu",
+                            nbytes, fn_tensor_nbytes(t));
+    if (t->device == FN_DEVICE_CPU) {
+        memcpy(t->data, host, nbytes);
+        return FN_OK;
+    }
+    if (!t->backend)
+        return fn_error_set(err, FN_ERR_INVALID, "tensor write: a device view has no backend");
+    return t->backend->ops->write(t->backend, t, host, nbytes, err);
+}
+
+fn_status fn_tensor_read(const fn_tensor *t, void *host, size_t nbytes, fn_error *err)
+{
+    if (nbytes != fn_tensor_nbytes(t))
+        return fn_error_set(err, FN_ERR_INVALID, "tensor read: %zu bytes for a tensor of %zu",
+                            nbytes, fn_tensor_nbytes(t));
+    if (t->device == FN_DEVICE_CPU) {
+        memcpy(host, t->data, nbytes);
+        return FN_OK;
+    }
+    if (!t->backend)
+        return fn_error_set(err, FN_ERR_INVALID, "tensor read: a device view has no backend");
+    return t->backend->ops->read(t->backend, t, host, nbytes, err);
+}
+
+/* The batch count and matrix dims of a 2-D or 3-D gemm operand. */
+static void mat_dims(const fn_tensor *t, int64_t *batch, int64_t *rows, int64_t *cols)
+{
+    *batch = t->ndim == 3 ? t->ne[0] : 1;
+    *rows = t->ne[t->ndim - 2];
+    *cols = t->ne[t->ndim - 1];
+}
+
+fn_status fn_op_gemm(fn_backend *b, const fn_tensor *a, int trans_a, const fn_tensor *bm,
+                     int trans_b, fn_tensor *c, float alpha, float beta, fn_error *err)
+{
+    fn_dtype dt = c ? c->dtype : FN_F32;
+    CHECK(check(b, "gemm", "C", c, dt, 2, 3, err));
+    CHECK(check(b, "gemm", "A", a, dt, 2, 3, err));
+    CHECK(check(b, "gemm", "B", bm, dt, 2, 3, err));
+    int64_t ba, ra, ca, bb, rb, cb, bc, rc, cc;
+    mat_dims(a, &ba, &ra, &ca);
+    mat_dims(bm, &bb, &rb, &cb);
+    mat_dims(c, &bc, &rc, &cc);
+    int64_t m = trans_a ? ca : ra, k = trans_a ? ra : ca;
+    int64_t kb = trans_b ? cb : rb, n = trans_b ? rb : cb;
+    if (k != kb || m != rc || n != cc) {
+        char sa[96], sb[96], sc[96];
+        shape_str(a, sa, sizeof sa);
+        shape_str(bm, sb, sizeof sb);
+        shape_str(c, sc, sizeof sc);
+        return fn_error_set(err, FN_ERR_INVALID,
+                            "gemm: shapes do not multiply: A %s%s x B %s%s -> C %s", sa,
+                            trans_a ? "^T" : "", sb, trans_b ? "^T" : "", sc);
+    }
+    int64_t batch = ba > bb ? ba : bb;
+    if (bc > batch) batch = bc;
+    if ((ba != 1 && ba != batch) || (bb != 1 && bb != batch) || bc != batch)
+        return fn_error_set(err, FN_ERR_INVALID,
+                            "gemm: batch sizes %lld, %lld -> %lld do not broadcast", (long long)ba,
+                            (long long)bb, (long long)bc);
+    fn_gemm_args g = {.a = a,
+                      .b = bm,
+                      .c = c,
+                      .trans_a = trans_a,
+                      .trans_b = trans_b,
+                      .batch = batch,
+                      .m = m,
+                      .n = n,
+                      .k = k,
+                      .stride_a = ba == 1 ? 0 : ra * ca,
+                      .stride_b = bb == 1 ? 0 : rb * cb,
+                      .stride_c = rc * cc,
+                      .alpha = alpha,
+                      .beta = beta};
+    return b->ops->gemm(b, &g, err);
+}
+
+fn_status fn_op_bias_act(fn_backend *b, fn_tensor *x, const fn_tensor *bias, fn_act act,
+                         fn_error *err)
+{
+    CHECK(check(b, "bias_act", "x", x, x ? x->dtype : FN_F32, 1, 4, err));
+    if (x->dtype != FN_F32 && x->dtype != FN_BF16 && x->dtype != FN_F16)
+        return bad_shape(err, "bias_act", "x must be a float type", x);
+    if (bias) {
+        CHECK(check(b, "bias_act", "bias", bias, x->dtype, 1, 1, err));
+        if (bias->ne[0] != x->ne[x->ndim - 1])
+            return bad_shape(err, "bias_act", "bias length must equal the last dimension of x",
+                             bias);
+    }
+    if (act != FN_ACT_NONE && act != FN_ACT_RELU && act != FN_ACT_GELU)
+        return fn_error_set(err, FN_ERR_INVALID, "bias_act: unknown activation %d", (int)act);
+    return b->ops->bias_act(b, x, bias, act, err);
+}
+
+static int same_shape(const fn_tensor *a, const fn_tensor *b)
+{
+    if (a->ndim != b->ndim) return 0;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->ne[i] != b->ne[i]) return 0;
+    return 1;
+}
+
+fn_status fn_op_layernorm(fn_backend *b, const fn_tensor *x, const fn_tensor *residual,
+                          const fn_tensor *gamma, const fn_tensor *beta, float eps, fn_tensor *out,
+                          fn_error *err)
+{
+    fn_dtype dt = x ? x->dtype : FN_F32;
+    CHECK(check(b, "layernorm", "x", x, dt, 1, 4, err));
+    CHECK(check(b, "layernorm", "out", out, dt, 1, 4, err));
+    CHECK(check(b, "layernorm", "gamma", gamma, dt, 1, 1, err));
+    CHECK(check(b, "layernorm", "beta", beta, dt, 1, 1, err));
+    if (residual) {
+        CHECK(check(b, "layernorm", "residual", residual, dt, 1, 4, err));
+        if (!same_shape(x, residual))
+            return bad_shape(err, "layernorm", "residual must have the shape of x", residual);
+    }
+    if (!same_shape(x, out))
+        return bad_shape(err, "layernorm", "out must have the shape of x", out);
+    int64_t d = x->ne[x->ndim - 1];
+    if (gamma->ne[0] != d || beta->ne[0] != d)
+        return bad_shape(err, "layernorm", "gamma and beta must match the last dimension", gamma);
+    if (!(eps > 0)) return fn_error_set(err, FN_ERR_INVALID, "layernorm: eps must be positive");
+    return b->ops->layernorm(b, x, residual, gamma, beta, eps, out, err);
+}
+
+fn_status fn_op_softmax(fn_backend *b, fn_tensor *x, fn_error *err)
+{
+    CHECK(check(b, "softmax", "x", x, x ? x->dtype : FN_F32, 1, 4, err));
+    return b->ops->softmax(b, x, err);
+}
+
+fn_status fn_op_attention(fn_backend *b, const fn_tensor *qkv, const fn_tensor *mask, int n_heads,
+                          fn_tensor *out, fn_error *err)
+{
+    fn_dtype dt = qkv ? qkv->dtype : FN_F32;
+    CHECK(check(b, "attention", "qkv", qkv, dt, 3, 3, err));
+    CHECK(check(b, "attention", "mask", mask, FN_I32, 2, 2, err));
+    CHECK(check(b, "attention", "out", out, dt, 3, 3, err));
+    int64_t bs = qkv->ne[0], t = qkv->ne[1], w = qkv->ne[2];
+    if (n_heads < 1 || w % (3 * (int64_t)n_heads) != 0)
+        return bad_shape(err, "attention", "qkv's last dimension must be 3 * heads * head_dim",
+                         qkv);
+    int64_t hd = w / 3;
+    if (out->ne[0] != bs || out->ne[1] != t || out->ne[2] != hd)
+        return bad_shape(err, "attention", "out must be [B, T, heads * head_dim]", out);
+    if (mask->ne[0] != bs || mask->ne[1] != t)
+        return bad_shape(err, "attention", "mask must be [B, T]", mask);
+    return b->ops->attention(b, qkv, mask, n_heads, out, err);
+}
+
+fn_status fn_op_gather(fn_backend *b, const fn_tensor *table, const fn_tensor *ids, int accumulate,
+                       fn_tensor *out, fn_error *err)
+{
+    fn_dtype dt = table ? table->dtype : FN_F32;
+    CHECK(check(b, "gather", "table", table, dt, 2, 2, err));
+    CHECK(check(b, "gather", "ids", ids, FN_I32, 1, 4, err));
+    CHECK(check(b, "gather", "out", out, dt, 2, 4, err));
+    if (fn_tensor_rows(out) != fn_tensor_numel(ids) || out->ne[out->ndim - 1] != table->ne[1])
+        return bad_shape(err, "gather", "out must hold one table row per id", out);
+    return b->ops->gather(b, table, ids, accumulate, out, err);
+}
+
+fn_status fn_op_mean_pool(fn_backend *b, const fn_tensor *x, const fn_tensor *mask, fn_tensor *out,
+                          fn_error *err)
+{
+    fn_dtype dt = x ? x->dtype : FN_F32;
+    CHECK(check(b, "mean_pool", "x", x, dt, 3, 3, err));
+    CHECK(check(b, "mean_pool", "mask", mask, FN_I32, 2, 2, err));
+    CHECK(check(b, "mean_pool", "out", out, dt, 2, 2, err));
+    if (mask->ne[0] != x->ne[0] || mask->ne[1] != x->ne[1])
+        return bad_shape(err, "mean_pool", "mask must be [B, T] of x", mask);
+    if (out->ne[0] != x->ne[0] || out->ne[1] != x->ne[2])
+        return bad_shape(err, "mean_pool", "out must be [B, D]", out);
+    return b->ops->mean_pool(b, x, mask, out, err);
+}
+
+fn_status fn_op_l2_normalize(fn_backend *b, fn_tensor *x, fn_error *err)
+{
+    CHECK(check(b, "l2_normalize", "x", x, x ? x->dtype : FN_F32, 1, 4, err));
+    return b->ops->l2_normalize(b, x, err);
+}

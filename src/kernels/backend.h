@@ -1,0 +1,104 @@
+/*
+ * backend.h - the compute layer's one interface, with a CPU backend (OpenBLAS
+ * sgemm plus AVX2/FMA kernels, threaded) and a CUDA backend (cuBLAS plus .cu
+ * kernels). The encoder, the DeepFM MLP and the listwise reranker are written
+ * against these ops only; they never include a device header.
+ *
+ * Every op checks dtypes, devices and shapes and returns FN_ERR_INVALID with a
+ * message naming the op and the mismatch; a backend that cannot run a dtype
+ * returns FN_ERR_UNSUPPORTED. Ops are asynchronous on devices that queue work;
+ * fn_tensor_read and fn_backend_sync wait for them.
+ */
+#ifndef FN_BACKEND_H
+#define FN_BACKEND_H
+
+#include "common/status.h"
+#include "tensor.h"
+
+typedef struct fn_backend fn_backend;
+
+typedef enum fn_act {
+    FN_ACT_NONE = 0,
+    FN_ACT_RELU,
+    FN_ACT_GELU, /* the erf form: x/2 (1 + erf(x / sqrt 2)) */
+} fn_act;
+
+/*
+ * The CPU backend. threads: parallelism of the kernels and of OpenBLAS (0: all
+ * online CPUs). simd: 1 uses the AVX2/FMA kernels when the CPU has them, 0
+ * forces the portable ones (also forced by FUNNEL_CPU_SIMD=0).
+ */
+fn_status fn_backend_cpu_new(int threads, int simd, fn_backend **out, fn_error *err);
+/*
+ * The CUDA backend on device ordinal `device`. FN_ERR_UNSUPPORTED with a clear
+ * message when funnel was built without CUDA or no GPU is present.
+ */
+fn_status fn_backend_cuda_new(int device, fn_backend **out, fn_error *err);
+void fn_backend_free(fn_backend *b);
+/* "cpu-avx2", "cpu-portable", "cuda:0 (NVIDIA H100 ...)". */
+const char *fn_backend_name(const fn_backend *b);
+fn_device fn_backend_device(const fn_backend *b);
+/* Waits for queued work. */
+fn_status fn_backend_sync(fn_backend *b, fn_error *err);
+
+/* ---- tensors ---- */
+
+/* A new uninitialised tensor on b. Free with fn_tensor_free. */
+fn_status fn_tensor_new(fn_backend *b, fn_dtype dt, int ndim, const int64_t *dims, fn_tensor **out,
+                        fn_error *err);
+void fn_tensor_free(fn_tensor *t);
+/* Copies nbytes (must equal the tensor's size) from host memory into t. */
+fn_status fn_tensor_write(fn_tensor *t, const void *host, size_t nbytes, fn_error *err);
+/* Copies t into host memory (waits for pending work). */
+fn_status fn_tensor_read(const fn_tensor *t, void *host, size_t nbytes, fn_error *err);
+
+/* ---- ops ---- */
+
+/*
+ * C = alpha * op(A) op(B) + beta * C, where op(X) is X or its transpose.
+ * 2-D: A [M,K] (trans_a: [K,M]), B [K,N] (trans_b: [N,K]), C [M,N].
+ * 3-D: the same per batch; A, B or C may have batch 1 to broadcast (weights).
+ * trans_b with B = [out, in] is PyTorch's Linear layout.
+ */
+fn_status fn_op_gemm(fn_backend *b, const fn_tensor *a, int trans_a, const fn_tensor *bm,
+                     int trans_b, fn_tensor *c, float alpha, float beta, fn_error *err);
+
+/* x[r, :] = act(x[r, :] + bias) for every row; bias [cols] or NULL. */
+fn_status fn_op_bias_act(fn_backend *b, fn_tensor *x, const fn_tensor *bias, fn_act act,
+                         fn_error *err);
+
+/*
+ * out = LayerNorm(x + residual) * gamma + beta over the last dimension, with
+ * the biased variance as PyTorch computes it. residual may be NULL; out may
+ * be x or residual.
+ */
+fn_status fn_op_layernorm(fn_backend *b, const fn_tensor *x, const fn_tensor *residual,
+                          const fn_tensor *gamma, const fn_tensor *beta, float eps, fn_tensor *out,
+                          fn_error *err);
+
+/* Softmax over the last dimension, in place. */
+fn_status fn_op_softmax(fn_backend *b, fn_tensor *x, fn_error *err);
+
+/*
+ * Multi-head self-attention with a padding mask, without materialising the
+ * score matrix: an online softmax over tiles of keys (FlashAttention-style).
+ * qkv [B, T, 3*H*D]: each token's query, key and value (heads contiguous
+ * within each); mask [B, T] int32, nonzero for real tokens; out [B, T, H*D].
+ * Scores are scaled by 1/sqrt(D). Masked keys get no weight; a sequence with
+ * no real token gives zeros.
+ */
+fn_status fn_op_attention(fn_backend *b, const fn_tensor *qkv, const fn_tensor *mask, int n_heads,
+                          fn_tensor *out, fn_error *err);
+
+/* out[i, :] = table[ids[i], :] (accumulate: +=). table [V, D], ids int32 [N], out [N, D]. */
+fn_status fn_op_gather(fn_backend *b, const fn_tensor *table, const fn_tensor *ids, int accumulate,
+                       fn_tensor *out, fn_error *err);
+
+/* out[b, :] = mean of x[b, t, :] over t with mask[b, t] != 0 (zeros when none). */
+fn_status fn_op_mean_pool(fn_backend *b, const fn_tensor *x, const fn_tensor *mask, fn_tensor *out,
+                          fn_error *err);
+
+/* Each row divided by max(its L2 norm, 1e-12), in place (PyTorch's F.normalize). */
+fn_status fn_op_l2_normalize(fn_backend *b, fn_tensor *x, fn_error *err);
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * backend_impl.h - what a backend implements: a table of functions called by
+ * backend.c after it has checked shapes, dtypes and devices, so backends hold
+ * only arithmetic and memory movement.
+ */
+#ifndef FN_BACKEND_IMPL_H
+#define FN_BACKEND_IMPL_H
+
+#include "backend.h"
+
+typedef struct fn_gemm_args {
+    const fn_tensor *a, *b;
+    fn_tensor *c;
+    int trans_a, trans_b;
+    int64_t batch, m, n, k;
+    int64_t stride_a, stride_b, stride_c; /* elements between batches; 0 broadcasts */
+    float alpha, beta;
+} fn_gemm_args;
+
+typedef struct fn_backend_ops {
+    fn_status (*alloc)(fn_backend *b, fn_tensor *t, fn_error *err);
+    void (*release)(fn_backend *b, fn_tensor *t);
+    fn_status (*write)(fn_backend *b, fn_tensor *t, const void *host, size_t n, fn_error *err);
+    fn_status (*read)(fn_backend *b, const fn_tensor *t, void *host, size_t n, fn_error *err);
+    fn_status (*sync)(fn_backend *b, fn_error *err);
+    void (*destroy)(fn_backend *b);
+
+    fn_status (*gemm)(fn_backend *b, const fn_gemm_args *g, fn_error *err);
+    fn_status (*bias_act)(fn_backend *b, fn_tensor *x, const fn_tensor *bias, fn_act act,
+                          fn_error *err);
+    fn_status (*layernorm)(fn_backend *b, const fn_tensor *x, const fn_tensor *residual,
+                           const fn_tensor *gamma, const fn_tensor *beta, float eps, fn_tensor *out,
+                           fn_error *err);
+    fn_status (*softmax)(fn_backend *b, fn_tensor *x, fn_error *err);
+    fn_status (*attention)(fn_backend *b, const fn_tensor *qkv, const fn_tensor *mask, int n_heads,
+                           fn_tensor *out, fn_error *err);
+    fn_status (*gather)(fn_backend *b, const fn_tensor *table, const fn_tensor *ids, int accumulate,
+                        fn_tensor *out, fn_error *err);
+    fn_status (*mean_pool)(fn_backend *b, const fn_tensor *x, const fn_tensor *mask, fn_tensor *out,
+                           fn_error *err);
+    fn_status (*l2_normalize)(fn_backend *b, fn_tensor *x, fn_error *err);
+} fn_backend_ops;
+
+struct fn_backend {
+    const fn_backend_ops *ops;
+    fn_device device;
+    char name[128];
+    void *impl;
+};
+
+#endif

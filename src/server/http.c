@@ -1,0 +1,141 @@
+/*
+ * http.c - funneld's HTTP/1.1 listener (libevent's evhttp): the health
+ * endpoints now, the RPC-over-HTTP endpoints of DESIGN.md later.
+ *
+ * Routing is one table of (path, allowed methods, handler). An unknown path
+ * is 404 whatever the method; a known path with another method is 405 with
+ * an Allow header. Every request ends in exactly one reply, sent by reply().
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/util.h>
+
+#include "common/log.h"
+#include "server_impl.h"
+
+/* Health checks are tiny; anything bigger is not for us. */
+#define MAX_HEADERS_BYTES (16 * 1024)
+#define MAX_BODY_BYTES    (1024 * 1024)
+#define IDLE_TIMEOUT_S    30
+
+typedef struct route {
+    const char *path;
+    unsigned methods;  /* EVHTTP_REQ_* bits */
+    const char *allow; /* the Allow header for 405 */
+    void (*handle)(fn_server *s, struct evhttp_request *req);
+} route;
+
+static void reply(struct evhttp_request *req, int code, const char *reason, const char *body)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", "text/plain; charset=utf-8");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    struct evbuffer *buf = evbuffer_new();
+    if (buf) evbuffer_add(buf, body, strlen(body));
+    evhttp_send_reply(req, code, reason, buf);
+    if (buf) evbuffer_free(buf);
+}
+
+/* Alive: the loop is turning. */
+static void handle_healthz(fn_server *s, struct evhttp_request *req)
+{
+    (void)s;
+    reply(req, HTTP_OK, "OK", "ok\n");
+}
+
+/* Ready: startup finished (store opened, models loaded) and not shutting down. */
+static void handle_readyz(fn_server *s, struct evhttp_request *req)
+{
+    if (s->ready) {
+        reply(req, HTTP_OK, "OK", "ready\n");
+    } else {
+        reply(req, HTTP_SERVUNAVAIL, "Service Unavailable", "not ready\n");
+    }
+}
+
+static const route routes[] = {
+    {"/healthz", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "GET, HEAD", handle_healthz},
+    {"/readyz", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "GET, HEAD", handle_readyz},
+};
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    fn_server *s = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (!path || !*path) path = "/";
+    unsigned method = (unsigned)evhttp_request_get_command(req);
+    fn_log_debug("funneld: HTTP %u %s", method, path);
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (strcmp(path, routes[i].path) != 0) continue;
+        if (!(routes[i].methods & method)) {
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", routes[i].allow);
+            reply(req, HTTP_BADMETHOD, "Method Not Allowed", "method not allowed\n");
+            return;
+        }
+        routes[i].handle(s, req);
+        return;
+    }
+    reply(req, HTTP_NOTFOUND, "Not Found", "not found\n");
+}
+
+/* Reads back the bound address, so port 0 turns into the port the kernel picked. */
+static fn_status bound_address(fn_server *s, evutil_socket_t fd, fn_error *err)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return fn_error_set(err, FN_ERR_IO, "reading the address of the HTTP listener: %s",
+                            strerror(errno));
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+        s->http_port = ntohs(a->sin6_port);
+        snprintf(s->http_address, sizeof s->http_address, "[%s]:%u", host, s->http_port);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        s->http_port = ntohs(a->sin_port);
+        snprintf(s->http_address, sizeof s->http_address, "%s:%u", host, s->http_port);
+    }
+    return FN_OK;
+}
+
+fn_status fn_http_start(fn_server *s, fn_error *err)
+{
+    s->http = evhttp_new(s->base);
+    if (!s->http) return fn_error_set(err, FN_ERR_INTERNAL, "creating the HTTP server failed");
+    /* Let every method through to on_request, which answers 405 itself (libevent says 501). */
+    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+                                            EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+    evhttp_set_max_headers_size(s->http, MAX_HEADERS_BYTES);
+    evhttp_set_max_body_size(s->http, MAX_BODY_BYTES);
+    evhttp_set_timeout(s->http, IDLE_TIMEOUT_S);
+    evhttp_set_gencb(s->http, on_request, s);
+    struct evhttp_bound_socket *sock =
+        evhttp_bind_socket_with_handle(s->http, s->cfg.host, (uint16_t)s->cfg.http_port);
+    if (!sock) {
+        int e = EVUTIL_SOCKET_ERROR();
+        return fn_error_set(err, FN_ERR_IO, "cannot listen for HTTP on %s port %d: %s", s->cfg.host,
+                            s->cfg.http_port,
+                            e ? evutil_socket_error_to_string(e) : "address not usable");
+    }
+    return bound_address(s, evhttp_bound_socket_get_fd(sock), err);
+}
+
+void fn_http_stop(fn_server *s)
+{
+    if (s->http) evhttp_free(s->http);
+    s->http = NULL;
+}

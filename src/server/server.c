@@ -1,0 +1,110 @@
+/*
+ * server.c - the server context's lifecycle: event loop, signal handling,
+ * startup stages and shutdown in reverse order.
+ *
+ * SIGINT and SIGTERM go through libevent's signal events, so the handler
+ * runs as an ordinary callback inside the loop (no async-signal-safety
+ * concerns) and only asks the loop to exit; fn_server_free then closes the
+ * listeners and connections.
+ */
+#include "server_impl.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+
+/* libevent's own warnings ("getaddrinfo: ...") go through funnel's log, not raw to stderr. */
+static void on_libevent_log(int severity, const char *msg)
+{
+    fn_log_level level = severity >= EVENT_LOG_ERR    ? FN_LOG_ERROR
+                         : severity >= EVENT_LOG_WARN ? FN_LOG_WARN
+                         : severity >= EVENT_LOG_MSG  ? FN_LOG_INFO
+                                                      : FN_LOG_DEBUG;
+    fn_log(level, "libevent: %s", msg);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    fn_server *s = arg;
+    fn_log_info("funneld: %s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    fn_server_stop(s);
+}
+
+fn_status fn_server_new(const fn_server_config *cfg, fn_server **out, fn_error *err)
+{
+    event_set_log_callback(on_libevent_log);
+    fn_server *s = calloc(1, sizeof *s);
+    if (!s) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+    s->cfg = *cfg;
+    s->base = event_base_new();
+    if (!s->base) {
+        free(s);
+        return fn_error_set(err, FN_ERR_INTERNAL, "creating the event loop (libevent) failed");
+    }
+    s->sigint = evsignal_new(s->base, SIGINT, on_signal, s);
+    s->sigterm = evsignal_new(s->base, SIGTERM, on_signal, s);
+    if (!s->sigint || !s->sigterm || event_add(s->sigint, NULL) != 0 ||
+        event_add(s->sigterm, NULL) != 0) {
+        fn_server_free(s);
+        return fn_error_set(err, FN_ERR_INTERNAL, "installing SIGINT/SIGTERM handlers failed");
+    }
+    *out = s;
+    return FN_OK;
+}
+
+fn_status fn_server_open_store(fn_server *s, fn_error *err)
+{
+    (void)err;
+    if (s->cfg.store_dir)
+        fn_log_warn("funneld: --store %s: the feature store is not wired into funneld yet; "
+                    "serving without it",
+                    s->cfg.store_dir);
+    return FN_OK;
+}
+
+fn_status fn_server_start_http(fn_server *s, fn_error *err)
+{
+    return fn_http_start(s, err);
+}
+
+const char *fn_server_http_address(const fn_server *s)
+{
+    return s->http_address;
+}
+
+uint16_t fn_server_http_port(const fn_server *s)
+{
+    return s->http_port;
+}
+
+void fn_server_set_ready(fn_server *s)
+{
+    s->ready = 1;
+}
+
+fn_status fn_server_run(fn_server *s, fn_error *err)
+{
+    if (event_base_dispatch(s->base) < 0)
+        return fn_error_set(err, FN_ERR_INTERNAL, "the event loop failed");
+    return FN_OK;
+}
+
+void fn_server_stop(fn_server *s)
+{
+    s->ready = 0; /* a load balancer polling /readyz stops sending first */
+    event_base_loopexit(s->base, NULL);
+}
+
+void fn_server_free(fn_server *s)
+{
+    if (!s) return;
+    fn_http_stop(s);
+    /* The store, models and indexes close here, after the listeners, when they exist. */
+    if (s->sigterm) event_free(s->sigterm);
+    if (s->sigint) event_free(s->sigint);
+    if (s->base) event_base_free(s->base);
+    free(s);
+}
