@@ -4,6 +4,5 @@
 fn_status fn_backend_cuda_new(int device, fn_backend **out, fn_error *err)
 {
     (void)device, (void)out;
-    return fn_error_set(err, FN_ERR_UNSUPPORTED,
-                        "this funnel was built without CUDA (nvcc was not found at build time)");
+    return fn_error_set(err, FN_ERR_UNSUPPORTED, "this funnel was built without its CUDA backend");
 }

@@ -1,0 +1,536 @@
+/*
+ * check_kernels.c - every op on every backend against a plain-C double
+ * precision reference, on random inputs of awkward sizes (odd lengths, one
+ * row, masks with all but one token padded, sequences with none).
+ *
+ * Backends: the CPU with its AVX2/FMA kernels (when the CPU has them), the CPU
+ * with its portable kernels, and CUDA when a GPU is present (skipped with a
+ * message otherwise). f32 must agree to 1e-5, relative to the largest
+ * reference value of the output.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/backend.h"
+
+#define TOL_F32 1e-5
+
+static fn_backend *backends[3];
+static const char *backend_labels[3];
+static int n_backends;
+
+static void setup_backends(void)
+{
+    fn_error err = {0};
+    n_backends = 0;
+    fn_backend *b;
+    ck_assert_int_eq(fn_backend_cpu_new(2, 1, &b, &err), FN_OK);
+    backends[n_backends] = b;
+    backend_labels[n_backends++] = fn_backend_name(b);
+    ck_assert_int_eq(fn_backend_cpu_new(2, 0, &b, &err), FN_OK);
+    backends[n_backends] = b;
+    backend_labels[n_backends++] = fn_backend_name(b);
+    if (fn_backend_cuda_new(0, &b, &err) == FN_OK) {
+        backends[n_backends] = b;
+        backend_labels[n_backends++] = fn_backend_name(b);
+    }
+}
+
+static void teardown_backends(void)
+{
+    for (int i = 0; i < n_backends; i++) fn_backend_free(backends[i]);
+    n_backends = 0;
+}
+
+static uint64_t rng_state = 88172645463325252ull;
+
+static double urand(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (double)(rng_state >> 11) / 9007199254740992.0;
+}
+
+static float *random_floats(size_t n, double scale)
+{
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = (float)((urand() * 2 - 1) * scale);
+    return p;
+}
+
+/* A tensor on backend b holding host data (copied). */
+static fn_tensor *upload(fn_backend *b, fn_dtype dt, int ndim, const int64_t *dims,
+                         const void *host)
+{
+    fn_error err = {0};
+    fn_tensor *t;
+    ck_assert_msg(fn_tensor_new(b, dt, ndim, dims, &t, &err) == FN_OK, "%s", err.msg);
+    if (host) ck_assert_int_eq(fn_tensor_write(t, host, fn_tensor_nbytes(t), &err), FN_OK);
+    return t;
+}
+
+static float *download(const fn_tensor *t)
+{
+    fn_error err = {0};
+    float *p = malloc(fn_tensor_nbytes(t));
+    ck_assert_msg(fn_tensor_read(t, p, fn_tensor_nbytes(t), &err) == FN_OK, "%s", err.msg);
+    return p;
+}
+
+/* max |got - want| / max |want|; asserts it is within tol. */
+static void expect_close(const char *what, const char *backend, const float *got,
+                         const double *want, size_t n, double tol)
+{
+    double maxref = 1e-30, maxerr = 0;
+    size_t worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (fabs(want[i]) > maxref) maxref = fabs(want[i]);
+        double e = fabs((double)got[i] - want[i]);
+        if (isnan(got[i])) e = INFINITY;
+        if (e > maxerr) {
+            maxerr = e;
+            worst = i;
+        }
+    }
+    ck_assert_msg(maxerr / maxref <= tol,
+                  "%s on %s: relative error %.3g at %zu (got %.9g, want %.9g)", what, backend,
+                  maxerr / maxref, worst, n ? got[worst] : 0.0, n ? want[worst] : 0.0);
+}
+
+/* ---- gemm ---- */
+
+static void ref_gemm(const float *a, int ta, const float *b, int tb, double *c, const float *c0,
+                     int64_t batch, int64_t m, int64_t n, int64_t k, int64_t sa, int64_t sb,
+                     float alpha, float beta)
+{
+    for (int64_t p = 0; p < batch; p++)
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                double s = 0;
+                for (int64_t l = 0; l < k; l++) {
+                    double x = ta ? a[p * sa + l * m + i] : a[p * sa + i * k + l];
+                    double y = tb ? b[p * sb + j * k + l] : b[p * sb + l * n + j];
+                    s += x * y;
+                }
+                int64_t o = (p * m + i) * n + j;
+                c[o] = alpha * s + beta * (double)c0[o];
+            }
+}
+
+START_TEST(gemm_all_transposes_and_broadcast)
+{
+    static const int64_t sizes[][4] = {
+        {1, 1, 1, 1}, {1, 7, 5, 3}, {2, 33, 17, 65}, {3, 1, 130, 9}, {1, 64, 384, 384}};
+    for (int bi = 0; bi < n_backends; bi++) {
+        fn_backend *be = backends[bi];
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+            for (int ta = 0; ta < 2; ta++)
+                for (int tb = 0; tb < 2; tb++)
+                    for (int bcast = 0; bcast < 2; bcast++) {
+                        int64_t batch = sizes[s][0], m = sizes[s][1], n = sizes[s][2],
+                                k = sizes[s][3];
+                        int64_t bb = bcast ? 1 : batch; /* B shared across the batch: weights */
+                        int64_t da[3] = {batch, ta ? k : m, ta ? m : k};
+                        int64_t db[3] = {bb, tb ? n : k, tb ? k : n};
+                        int64_t dc[3] = {batch, m, n};
+                        float *ha = random_floats((size_t)(batch * m * k), 1);
+                        float *hb = random_floats((size_t)(bb * k * n), 1);
+                        float *hc = random_floats((size_t)(batch * m * n), 1);
+                        fn_tensor *a = upload(be, FN_F32, 3, da, ha);
+                        fn_tensor *b = upload(be, FN_F32, 3, db, hb);
+                        fn_tensor *c = upload(be, FN_F32, 3, dc, hc);
+                        fn_error err = {0};
+                        ck_assert_msg(fn_op_gemm(be, a, ta, b, tb, c, 0.75f, 0.5f, &err) == FN_OK,
+                                      "%s", err.msg);
+                        double *want = malloc((size_t)(batch * m * n) * sizeof *want);
+                        ref_gemm(ha, ta, hb, tb, want, hc, batch, m, n, k, m * k, bcast ? 0 : k * n,
+                                 0.75f, 0.5f);
+                        float *got = download(c);
+                        expect_close("gemm", backend_labels[bi], got, want, (size_t)(batch * m * n),
+                                     TOL_F32);
+                        free(ha), free(hb), free(hc), free(want), free(got);
+                        fn_tensor_free(a), fn_tensor_free(b), fn_tensor_free(c);
+                    }
+    }
+}
+END_TEST
+
+START_TEST(gemm_2d_and_shape_errors)
+{
+    fn_backend *be = backends[0];
+    int64_t da[2] = {4, 3}, db[2] = {5, 3}, dc[2] = {4, 5}, dbad[2] = {4, 4};
+    float *ha = random_floats(12, 1), *hb = random_floats(15, 1), zero[20] = {0};
+    fn_tensor *a = upload(be, FN_F32, 2, da, ha), *b = upload(be, FN_F32, 2, db, hb);
+    fn_tensor *c = upload(be, FN_F32, 2, dc, zero), *bad = upload(be, FN_F32, 2, dbad, NULL);
+    fn_error err = {0};
+    ck_assert_int_eq(fn_op_gemm(be, a, 0, b, 1, c, 1, 0, &err), FN_OK);
+    double want[20];
+    ref_gemm(ha, 0, hb, 1, want, zero, 1, 4, 5, 3, 0, 0, 1, 0);
+    float *got = download(c);
+    expect_close("gemm 2-D", backend_labels[0], got, want, 20, TOL_F32);
+    ck_assert_int_eq(fn_op_gemm(be, a, 0, b, 0, c, 1, 0, &err), FN_ERR_INVALID);
+    ck_assert_msg(strstr(err.msg, "gemm: shapes do not multiply"), "%s", err.msg);
+    ck_assert_int_eq(fn_op_gemm(be, a, 0, b, 1, bad, 1, 0, &err), FN_ERR_INVALID);
+    free(ha), free(hb), free(got);
+    fn_tensor_free(a), fn_tensor_free(b), fn_tensor_free(c), fn_tensor_free(bad);
+}
+END_TEST
+
+/* ---- bias + activation ---- */
+
+static double ref_act(double x, fn_act act)
+{
+    if (act == FN_ACT_RELU) return x > 0 ? x : 0;
+    if (act == FN_ACT_GELU) return 0.5 * x * (1 + erf(x / sqrt(2.0)));
+    return x;
+}
+
+START_TEST(bias_act_relu_gelu)
+{
+    static const int64_t shapes[][2] = {{1, 1}, {1, 7}, {5, 37}, {33, 384}, {3, 1536}};
+    for (int bi = 0; bi < n_backends; bi++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int act = 0; act < 3; act++)
+                for (int with_bias = 0; with_bias < 2; with_bias++) {
+                    int64_t rows = shapes[s][0], cols = shapes[s][1];
+                    float *hx = random_floats((size_t)(rows * cols), 6);
+                    float *hb = random_floats((size_t)cols, 1);
+                    fn_tensor *x = upload(backends[bi], FN_F32, 2, shapes[s], hx);
+                    fn_tensor *b = upload(backends[bi], FN_F32, 1, &cols, hb);
+                    fn_error err = {0};
+                    ck_assert_int_eq(
+                        fn_op_bias_act(backends[bi], x, with_bias ? b : NULL, (fn_act)act, &err),
+                        FN_OK);
+                    double *want = malloc((size_t)(rows * cols) * sizeof *want);
+                    for (int64_t i = 0; i < rows * cols; i++)
+                        want[i] = ref_act((double)hx[i] + (with_bias ? hb[i % cols] : 0), act);
+                    float *got = download(x);
+                    expect_close(act == FN_ACT_GELU   ? "gelu"
+                                 : act == FN_ACT_RELU ? "relu"
+                                                      : "bias",
+                                 backend_labels[bi], got, want, (size_t)(rows * cols), TOL_F32);
+                    free(hx), free(hb), free(want), free(got);
+                    fn_tensor_free(x), fn_tensor_free(b);
+                }
+}
+END_TEST
+
+/* GELU's tail: for x far below zero the value is tiny; relative accuracy must hold there too. */
+START_TEST(gelu_negative_tail_relative)
+{
+    for (int bi = 0; bi < n_backends; bi++) {
+        int64_t n = 64;
+        float hx[64];
+        for (int i = 0; i < 64; i++) hx[i] = -0.1f - 0.08f * (float)i; /* down to about -5.1 */
+        fn_tensor *x = upload(backends[bi], FN_F32, 1, &n, hx);
+        fn_error err = {0};
+        ck_assert_int_eq(fn_op_bias_act(backends[bi], x, NULL, FN_ACT_GELU, &err), FN_OK);
+        float *got = download(x);
+        for (int i = 0; i < 64; i++) {
+            double want = ref_act(hx[i], FN_ACT_GELU);
+            ck_assert_msg(fabs(got[i] - want) <= 1e-5 * fabs(want), "gelu(%g) on %s: %.9g vs %.9g",
+                          hx[i], backend_labels[bi], got[i], want);
+        }
+        free(got);
+        fn_tensor_free(x);
+    }
+}
+END_TEST
+
+/* ---- layernorm, softmax, l2 ---- */
+
+START_TEST(layernorm_with_and_without_residual)
+{
+    static const int64_t shapes[][2] = {{1, 1}, {1, 7}, {4, 384}, {33, 385}};
+    for (int bi = 0; bi < n_backends; bi++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int with_res = 0; with_res < 2; with_res++) {
+                int64_t rows = shapes[s][0], d = shapes[s][1], n = rows * d;
+                float *hx = random_floats((size_t)n, 3), *hr = random_floats((size_t)n, 3);
+                for (int64_t i = 0; i < n; i++) hx[i] += 5.0f; /* a mean far from zero */
+                float *hg = random_floats((size_t)d, 1), *hb = random_floats((size_t)d, 1);
+                fn_backend *be = backends[bi];
+                fn_tensor *x = upload(be, FN_F32, 2, shapes[s], hx);
+                fn_tensor *r = upload(be, FN_F32, 2, shapes[s], hr);
+                fn_tensor *g = upload(be, FN_F32, 1, &d, hg), *b = upload(be, FN_F32, 1, &d, hb);
+                fn_tensor *out = with_res ? r : upload(be, FN_F32, 2, shapes[s], NULL);
+                fn_error err = {0};
+                ck_assert_int_eq(
+                    fn_op_layernorm(be, x, with_res ? r : NULL, g, b, 1e-12f, out, &err), FN_OK);
+                double *want = malloc((size_t)n * sizeof *want);
+                for (int64_t i = 0; i < rows; i++) {
+                    double mean = 0, var = 0;
+                    for (int64_t j = 0; j < d; j++)
+                        mean += (double)hx[i * d + j] + (with_res ? hr[i * d + j] : 0);
+                    mean /= (double)d;
+                    for (int64_t j = 0; j < d; j++) {
+                        double v = (double)hx[i * d + j] + (with_res ? hr[i * d + j] : 0) - mean;
+                        var += v * v;
+                    }
+                    double rstd = 1 / sqrt(var / (double)d + 1e-12);
+                    for (int64_t j = 0; j < d; j++) {
+                        double v = (double)hx[i * d + j] + (with_res ? hr[i * d + j] : 0);
+                        want[i * d + j] = (v - mean) * rstd * hg[j] + hb[j];
+                    }
+                }
+                /* A one-wide row normalises to beta exactly. */
+                float *got = download(out);
+                expect_close("layernorm", backend_labels[bi], got, want, (size_t)n, TOL_F32);
+                free(hx), free(hr), free(hg), free(hb), free(want), free(got);
+                fn_tensor_free(x), fn_tensor_free(r), fn_tensor_free(g), fn_tensor_free(b);
+                if (!with_res) fn_tensor_free(out);
+            }
+}
+END_TEST
+
+START_TEST(softmax_rows)
+{
+    static const int64_t shapes[][2] = {{1, 1}, {3, 7}, {5, 100}, {2, 1000}};
+    for (int bi = 0; bi < n_backends; bi++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            int64_t rows = shapes[s][0], d = shapes[s][1], n = rows * d;
+            float *hx = random_floats((size_t)n, 30); /* large logits: needs the max shift */
+            fn_tensor *x = upload(backends[bi], FN_F32, 2, shapes[s], hx);
+            fn_error err = {0};
+            ck_assert_int_eq(fn_op_softmax(backends[bi], x, &err), FN_OK);
+            double *want = malloc((size_t)n * sizeof *want);
+            for (int64_t i = 0; i < rows; i++) {
+                double m = -INFINITY, sum = 0;
+                for (int64_t j = 0; j < d; j++) m = fmax(m, hx[i * d + j]);
+                for (int64_t j = 0; j < d; j++) sum += exp(hx[i * d + j] - m);
+                for (int64_t j = 0; j < d; j++) want[i * d + j] = exp(hx[i * d + j] - m) / sum;
+            }
+            float *got = download(x);
+            expect_close("softmax", backend_labels[bi], got, want, (size_t)n, TOL_F32);
+            free(hx), free(want), free(got);
+            fn_tensor_free(x);
+        }
+}
+END_TEST
+
+START_TEST(l2_normalize_rows_and_zero_row)
+{
+    for (int bi = 0; bi < n_backends; bi++) {
+        int64_t dims[2] = {4, 37};
+        float *hx = random_floats(4 * 37, 2);
+        memset(hx + 37, 0, 37 * sizeof *hx); /* row 1 is zero: stays zero */
+        fn_tensor *x = upload(backends[bi], FN_F32, 2, dims, hx);
+        fn_error err = {0};
+        ck_assert_int_eq(fn_op_l2_normalize(backends[bi], x, &err), FN_OK);
+        double want[4 * 37];
+        for (int i = 0; i < 4; i++) {
+            double s = 0;
+            for (int j = 0; j < 37; j++) s += (double)hx[i * 37 + j] * hx[i * 37 + j];
+            double nrm = fmax(sqrt(s), 1e-12);
+            for (int j = 0; j < 37; j++) want[i * 37 + j] = hx[i * 37 + j] / nrm;
+        }
+        float *got = download(x);
+        expect_close("l2_normalize", backend_labels[bi], got, want, 4 * 37, TOL_F32);
+        free(hx), free(got);
+        fn_tensor_free(x);
+    }
+}
+END_TEST
+
+/* ---- attention ---- */
+
+static void ref_attention(const float *qkv, const int32_t *mask, int64_t bs, int64_t t, int64_t h,
+                          int64_t d, double *out)
+{
+    int64_t w = 3 * h * d;
+    double *s = malloc((size_t)t * sizeof *s);
+    for (int64_t b = 0; b < bs; b++)
+        for (int64_t hh = 0; hh < h; hh++)
+            for (int64_t i = 0; i < t; i++) {
+                const float *q = qkv + (b * t + i) * w + hh * d;
+                double m = -INFINITY, sum = 0;
+                for (int64_t j = 0; j < t; j++) {
+                    s[j] = -INFINITY;
+                    if (!mask[b * t + j]) continue;
+                    const float *k = qkv + (b * t + j) * w + (h + hh) * d;
+                    double dot = 0;
+                    for (int64_t x = 0; x < d; x++) dot += (double)q[x] * k[x];
+                    s[j] = dot / sqrt((double)d);
+                    m = fmax(m, s[j]);
+                }
+                for (int64_t j = 0; j < t; j++) sum += s[j] == -INFINITY ? 0 : exp(s[j] - m);
+                double *o = out + (b * t + i) * h * d + hh * d;
+                for (int64_t x = 0; x < d; x++) o[x] = 0;
+                for (int64_t j = 0; j < t && sum > 0; j++) {
+                    if (s[j] == -INFINITY) continue;
+                    double p = exp(s[j] - m) / sum;
+                    const float *v = qkv + (b * t + j) * w + (2 * h + hh) * d;
+                    for (int64_t x = 0; x < d; x++) o[x] += p * v[x];
+                }
+            }
+    free(s);
+}
+
+START_TEST(attention_against_reference)
+{
+    /* B, T, heads, head_dim; head_dim 5 and 12 take the portable path on every backend. */
+    static const int64_t cases[][4] = {{1, 1, 1, 8},   {1, 5, 2, 32},   {3, 33, 12, 32},
+                                       {2, 70, 3, 16}, {2, 9, 2, 5},    {1, 130, 4, 64},
+                                       {2, 17, 1, 12}, {4, 128, 12, 32}};
+    for (int bi = 0; bi < n_backends; bi++)
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            int64_t bs = cases[c][0], t = cases[c][1], h = cases[c][2], d = cases[c][3];
+            int64_t dq[3] = {bs, t, 3 * h * d}, dm[2] = {bs, t}, dout[3] = {bs, t, h * d};
+            float *hq = random_floats((size_t)(bs * t * 3 * h * d), 2);
+            int32_t *hm = malloc((size_t)(bs * t) * sizeof *hm);
+            for (int64_t b = 0; b < bs; b++)
+                for (int64_t i = 0; i < t; i++) {
+                    /* Sequence 0: a random length; 1: all but one padded; 2: none real. */
+                    int64_t len = b % 3 == 0   ? 1 + (int64_t)(urand() * (double)t) % t
+                                  : b % 3 == 1 ? 1
+                                               : 0;
+                    hm[b * t + i] = i < len;
+                }
+            fn_backend *be = backends[bi];
+            fn_tensor *q = upload(be, FN_F32, 3, dq, hq), *m = upload(be, FN_I32, 2, dm, hm);
+            fn_tensor *o = upload(be, FN_F32, 3, dout, NULL);
+            fn_error err = {0};
+            ck_assert_msg(fn_op_attention(be, q, m, (int)h, o, &err) == FN_OK, "%s", err.msg);
+            double *want = malloc((size_t)(bs * t * h * d) * sizeof *want);
+            ref_attention(hq, hm, bs, t, h, d, want);
+            float *got = download(o);
+            char what[64];
+            snprintf(what, sizeof what, "attention B%lld T%lld H%lld D%lld", (long long)bs,
+                     (long long)t, (long long)h, (long long)d);
+            expect_close(what, backend_labels[bi], got, want, (size_t)(bs * t * h * d), TOL_F32);
+            free(hq), free(hm), free(want), free(got);
+            fn_tensor_free(q), fn_tensor_free(m), fn_tensor_free(o);
+        }
+}
+END_TEST
+
+START_TEST(attention_shape_errors)
+{
+    fn_backend *be = backends[0];
+    int64_t dq[3] = {1, 4, 30}, dm[2] = {1, 4}, dout[3] = {1, 4, 10}, dm_bad[2] = {1, 5};
+    fn_tensor *q = upload(be, FN_F32, 3, dq, NULL), *m = upload(be, FN_I32, 2, dm, NULL);
+    fn_tensor *o = upload(be, FN_F32, 3, dout, NULL), *mb = upload(be, FN_I32, 2, dm_bad, NULL);
+    fn_error err = {0};
+    ck_assert_int_eq(fn_op_attention(be, q, m, 4, o, &err), FN_ERR_INVALID);
+    ck_assert_msg(strstr(err.msg, "3 * heads * head_dim"), "%s", err.msg);
+    ck_assert_int_eq(fn_op_attention(be, q, mb, 2, o, &err), FN_ERR_INVALID);
+    ck_assert_msg(strstr(err.msg, "mask must be [B, T]"), "%s", err.msg);
+    ck_assert_int_eq(fn_op_attention(be, q, q, 2, o, &err), FN_ERR_INVALID);
+    ck_assert_msg(strstr(err.msg, "mask must be i32"), "%s", err.msg);
+    fn_tensor_free(q), fn_tensor_free(m), fn_tensor_free(o), fn_tensor_free(mb);
+}
+END_TEST
+
+/* ---- gather, mean pool ---- */
+
+START_TEST(gather_and_accumulate)
+{
+    for (int bi = 0; bi < n_backends; bi++) {
+        fn_backend *be = backends[bi];
+        int64_t dt[2] = {50, 37}, nid = 9, dout[2] = {9, 37};
+        float *ht = random_floats(50 * 37, 1), *ho = random_floats(9 * 37, 1);
+        int32_t ids[9] = {0, 49, 3, 3, 17, 0, 48, 1, 25};
+        fn_tensor *tab = upload(be, FN_F32, 2, dt, ht), *id = upload(be, FN_I32, 1, &nid, ids);
+        fn_tensor *o = upload(be, FN_F32, 2, dout, ho);
+        fn_error err = {0};
+        for (int acc = 0; acc < 2; acc++) {
+            ck_assert_int_eq(fn_tensor_write(o, ho, 9 * 37 * sizeof(float), &err), FN_OK);
+            ck_assert_int_eq(fn_op_gather(be, tab, id, acc, o, &err), FN_OK);
+            double want[9 * 37];
+            for (int i = 0; i < 9; i++)
+                for (int j = 0; j < 37; j++)
+                    want[i * 37 + j] = ht[ids[i] * 37 + j] + (acc ? ho[i * 37 + j] : 0);
+            float *got = download(o);
+            expect_close("gather", backend_labels[bi], got, want, 9 * 37, TOL_F32);
+            free(got);
+        }
+        int32_t bad[9] = {0, 1, 2, 50, 0, 0, 0, 0, 0};
+        fn_tensor *idb = upload(be, FN_I32, 1, &nid, bad);
+        ck_assert_int_eq(fn_op_gather(be, tab, idb, 0, o, &err), FN_ERR_INVALID);
+        ck_assert_msg(strstr(err.msg, "id 50 at position 3 is outside [0, 50)"), "%s", err.msg);
+        free(ht), free(ho);
+        fn_tensor_free(tab), fn_tensor_free(id), fn_tensor_free(o), fn_tensor_free(idb);
+    }
+}
+END_TEST
+
+START_TEST(mean_pool_masked)
+{
+    for (int bi = 0; bi < n_backends; bi++) {
+        fn_backend *be = backends[bi];
+        int64_t dx[3] = {3, 6, 11}, dm[2] = {3, 6}, dout[2] = {3, 11};
+        float *hx = random_floats(3 * 6 * 11, 4);
+        int32_t hm[18] = {1, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        fn_tensor *x = upload(be, FN_F32, 3, dx, hx), *m = upload(be, FN_I32, 2, dm, hm);
+        fn_tensor *o = upload(be, FN_F32, 2, dout, NULL);
+        fn_error err = {0};
+        ck_assert_int_eq(fn_op_mean_pool(be, x, m, o, &err), FN_OK);
+        double want[33] = {0};
+        for (int b = 0; b < 3; b++) {
+            int n = 0;
+            for (int t = 0; t < 6; t++) {
+                if (!hm[b * 6 + t]) continue;
+                n++;
+                for (int j = 0; j < 11; j++) want[b * 11 + j] += hx[(b * 6 + t) * 11 + j];
+            }
+            for (int j = 0; j < 11 && n; j++) want[b * 11 + j] /= n;
+        }
+        float *got = download(o);
+        expect_close("mean_pool", backend_labels[bi], got, want, 33, TOL_F32);
+        for (int j = 0; j < 11; j++) ck_assert(got[22 + j] == 0.0f); /* no real token: zeros */
+        free(hx), free(got);
+        fn_tensor_free(x), fn_tensor_free(m), fn_tensor_free(o);
+    }
+}
+END_TEST
+
+START_TEST(half_precision_conversions)
+{
+    ck_assert_uint_eq(fn_f32_to_bf16(1.0f), 0x3f80);
+    ck_assert(fn_bf16_to_f32(0x3f80) == 1.0f);
+    ck_assert_uint_eq(fn_f32_to_f16(1.0f), 0x3c00);
+    ck_assert_uint_eq(fn_f32_to_f16(65504.0f), 0x7bff);
+    ck_assert_uint_eq(fn_f32_to_f16(1e6f), 0x7c00);
+    ck_assert(fn_f16_to_f32(0x0001) == 5.9604645e-8f);
+    for (int i = 0; i < 10000; i++) {
+        float x = (float)((urand() * 2 - 1) * 1000);
+        ck_assert(fabsf(fn_bf16_to_f32(fn_f32_to_bf16(x)) - x) <= fabsf(x) / 256);
+        ck_assert(fabsf(fn_f16_to_f32(fn_f32_to_f16(x)) - x) <= fabsf(x) / 2048 + 1e-7f);
+    }
+}
+END_TEST
+
+Suite *kernels_suite(void)
+{
+    fn_error err = {0};
+    fn_backend *cuda;
+    if (fn_backend_cuda_new(0, &cuda, &err) == FN_OK) {
+        fn_backend_free(cuda);
+    } else {
+        fprintf(stderr, "kernels: CUDA backend skipped: %s\n", err.msg);
+    }
+    Suite *s = suite_create("kernels");
+    TCase *t = tcase_create("ops");
+    tcase_add_checked_fixture(t, setup_backends, teardown_backends);
+    tcase_set_timeout(t, 300);
+    tcase_add_test(t, gemm_all_transposes_and_broadcast);
+    tcase_add_test(t, gemm_2d_and_shape_errors);
+    tcase_add_test(t, bias_act_relu_gelu);
+    tcase_add_test(t, gelu_negative_tail_relative);
+    tcase_add_test(t, layernorm_with_and_without_residual);
+    tcase_add_test(t, softmax_rows);
+    tcase_add_test(t, l2_normalize_rows_and_zero_row);
+    tcase_add_test(t, attention_against_reference);
+    tcase_add_test(t, attention_shape_errors);
+    tcase_add_test(t, gather_and_accumulate);
+    tcase_add_test(t, mean_pool_masked);
+    suite_add_tcase(s, t);
+    t = tcase_create("tensor");
+    tcase_add_test(t, half_precision_conversions);
+    suite_add_tcase(s, t);
+    return s;
+}
