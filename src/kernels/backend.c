@@ -86,6 +86,7 @@ fn_status fn_tensor_new(fn_backend *b, fn_dtype dt, int ndim, const int64_t *dim
     *t = fn_tensor_host(dt, ndim, dims, NULL);
     t->device = b->device;
     t->backend = b;
+    t->owns = 1;
     fn_status st = b->ops->alloc(b, t, err);
     if (st != FN_OK) {
         free(t);
@@ -98,7 +99,7 @@ fn_status fn_tensor_new(fn_backend *b, fn_dtype dt, int ndim, const int64_t *dim
 void fn_tensor_free(fn_tensor *t)
 {
     if (!t) return;
-    if (t->backend) t->backend->ops->release(t->backend, t);
+    if (t->backend && t->owns) t->backend->ops->release(t->backend, t);
     free(t);
 }
 
@@ -112,7 +113,7 @@ fn_status fn_tensor_write(fn_tensor *t, const void *host, size_t nbytes, fn_erro
         return FN_OK;
     }
     if (!t->backend)
-        return fn_error_set(err, FN_ERR_INVALID, "tensor write: a device view has no backend");
+        return fn_error_set(err, FN_ERR_INVALID, "tensor write: a device tensor without a backend");
     return t->backend->ops->write(t->backend, t, host, nbytes, err);
 }
 
@@ -126,7 +127,7 @@ fn_status fn_tensor_read(const fn_tensor *t, void *host, size_t nbytes, fn_error
         return FN_OK;
     }
     if (!t->backend)
-        return fn_error_set(err, FN_ERR_INVALID, "tensor read: a device view has no backend");
+        return fn_error_set(err, FN_ERR_INVALID, "tensor read: a device tensor without a backend");
     return t->backend->ops->read(t->backend, t, host, nbytes, err);
 }
 

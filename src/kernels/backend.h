@@ -41,6 +41,16 @@ fn_device fn_backend_device(const fn_backend *b);
 /* Waits for queued work. */
 fn_status fn_backend_sync(fn_backend *b, fn_error *err);
 
+/*
+ * Call first thing in main (before any thread starts): makes OpenBLAS use the
+ * kernels this CPU supports when it fell back to generic ones, by setting
+ * OPENBLAS_CORETYPE and re-executing the program (argv as given to main).
+ * Returns when nothing needed changing.
+ */
+void fn_kernels_init(char **argv);
+/* The kernel family OpenBLAS runs ("SkylakeX", "Haswell", ...). */
+const char *fn_kernels_blas_core(void);
+
 /* ---- tensors ---- */
 
 /* A new uninitialised tensor on b. Free with fn_tensor_free. */

@@ -57,7 +57,7 @@ int64_t fn_tensor_rows(const fn_tensor *t)
 fn_tensor fn_tensor_view(const fn_tensor *t, int ndim, const int64_t *dims)
 {
     fn_tensor v = *t;
-    v.backend = NULL;
+    v.owns = 0;
     v.ndim = ndim;
     for (int i = 0; i < FN_MAX_DIMS; i++) v.ne[i] = i < ndim ? dims[i] : 1;
     return v;

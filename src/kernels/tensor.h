@@ -35,7 +35,8 @@ typedef struct fn_tensor {
     int ndim;
     int64_t ne[FN_MAX_DIMS];
     void *data;
-    struct fn_backend *backend; /* NULL for views and host wrappers: nothing to free */
+    struct fn_backend *backend; /* where data lives; NULL for host wrappers */
+    int owns;                   /* 1: fn_tensor_free releases data (views own nothing) */
 } fn_tensor;
 
 size_t fn_dtype_size(fn_dtype t);
@@ -47,9 +48,9 @@ size_t fn_tensor_nbytes(const fn_tensor *t);
 int64_t fn_tensor_rows(const fn_tensor *t);
 
 /*
- * A view of the first elements of t with another shape (same dtype and
- * device, no more elements than t). Views own nothing; batches shorter than a
- * workspace use them.
+ * A view of the first elements of t with another shape (same dtype, device
+ * and backend, no more elements than t). Views own nothing; batches shorter
+ * than a workspace use them.
  */
 fn_tensor fn_tensor_view(const fn_tensor *t, int ndim, const int64_t *dims);
 /* Wraps host memory as a CPU tensor (owning nothing). */

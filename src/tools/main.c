@@ -7,12 +7,14 @@
 #include <string.h>
 
 #include "cli.h"
+#include "kernels/backend.h"
 
 static const fn_command commands[] = {
     {"tfrecord", "read, write and check TFRecord files of tf.Example", fn_cmd_tfrecord},
     {"features", "turn tf.Examples into libffm lines with a feature-column spec", fn_cmd_features},
     {"store", "load, read and dump the RocksDB feature store", fn_cmd_store},
     {"demo", "prepare the MovieLens demo data set", fn_cmd_demo},
+    {"encode", "embed texts with the transformer encoder", fn_cmd_encode},
 };
 
 static void usage(FILE *out)
@@ -26,6 +28,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    fn_kernels_init(argv);
     if (argc < 2) {
         usage(stderr);
         return FN_EXIT_USAGE;

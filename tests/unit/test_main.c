@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "common/log.h"
+#include "kernels/backend.h"
 
 #define FN_SUITE(name) Suite *name##_suite(void);
 #include "suites.inc"
@@ -20,8 +21,10 @@ static void fail_on_error(fn_log_level level, const char *msg, void *ctx)
     if (level <= FN_LOG_WARN) fprintf(stderr, "log: %s\n", msg);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    fn_kernels_init(argv);
     fn_log_set_hook(fail_on_error, NULL);
     SRunner *sr = srunner_create(NULL);
 #define FN_SUITE(name) srunner_add_suite(sr, name##_suite());

@@ -126,8 +126,9 @@ fn_status fn_backend_cpu_new(int threads, int simd, fn_backend **out, fn_error *
     const char *env = getenv("FUNNEL_CPU_SIMD");
     if (env && strcmp(env, "0") == 0) simd = 0;
     c->simd = simd && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    /* OpenBLAS keeps its own threads; give it the same budget as the kernels. */
-    openblas_set_num_threads(c->threads);
+    /* sgemm runs inside our pool (gemm.c splits the work): OpenBLAS's own threads would
+       spin against ours. */
+    openblas_set_num_threads(1);
     b->ops = &cpu_ops;
     b->device = FN_DEVICE_CPU;
     b->impl = c;
