@@ -123,8 +123,9 @@ static void ref_gemm(const float *a, int ta, const float *b, int tb, double *c, 
 
 START_TEST(gemm_all_transposes_and_broadcast)
 {
-    static const int64_t sizes[][4] = {
-        {1, 1, 1, 1}, {1, 7, 5, 3}, {2, 33, 17, 65}, {3, 1, 130, 9}, {1, 64, 384, 384}};
+    static const int64_t sizes[][4] = {{1, 1, 1, 1},     {1, 7, 5, 3},      {2, 33, 17, 65},
+                                       {3, 1, 130, 9},   {1, 64, 384, 384}, {1, 16, 1536, 384},
+                                       {1, 5, 37, 1543}, {1, 65, 70, 33}};
     for (int bi = 0; bi < n_backends; bi++) {
         fn_backend *be = backends[bi];
         for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)

@@ -126,13 +126,18 @@ fn_status fn_backend_cpu_new(int threads, int simd, fn_backend **out, fn_error *
     const char *env = getenv("FUNNEL_CPU_SIMD");
     if (env && strcmp(env, "0") == 0) simd = 0;
     c->simd = simd && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    c->avx512 = c->simd && __builtin_cpu_supports("avx512f") &&
+                __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
     /* sgemm runs inside our pool (gemm.c splits the work): OpenBLAS's own threads would
        spin against ours. */
     openblas_set_num_threads(1);
     b->ops = &cpu_ops;
     b->device = FN_DEVICE_CPU;
     b->impl = c;
-    snprintf(b->name, sizeof b->name, "cpu-%s (%d threads)", c->simd ? "avx2" : "portable",
+    snprintf(b->name, sizeof b->name, "cpu-%s (%d threads)",
+             c->avx512 ? "avx512"
+             : c->simd ? "avx2"
+                       : "portable",
              c->threads);
     *out = b;
     return FN_OK;

@@ -12,7 +12,8 @@
 typedef struct fn_cpu {
     fn_pool *pool;
     int threads;
-    int simd; /* 1: AVX2 + FMA kernels */
+    int simd;   /* 1: AVX2 + FMA kernels */
+    int avx512; /* with simd: AVX-512 where a kernel has it */
 } fn_cpu;
 
 static inline fn_cpu *fn_cpu_of(fn_backend *b)
@@ -26,6 +27,10 @@ typedef void (*fn_cpu_rows_fn)(void *ctx, int64_t r0, int64_t r1);
 void fn_cpu_for_rows(fn_cpu *c, int64_t rows, int64_t min_rows, fn_cpu_rows_fn fn, void *ctx);
 
 fn_status fn_cpu_gemm(fn_backend *b, const fn_gemm_args *g, fn_error *err);
+/* Rows of A up to which the unpacked kernel beats sgemm (measured on AVX-512 Xeon cores). */
+#define FN_SKINNY_MAX_ROWS 48
+/* Runs A W^T for few rows without packing; returns 0 when the shape is not its case. */
+int fn_cpu_gemm_skinny(fn_cpu *c, const fn_gemm_args *g);
 fn_status fn_cpu_bias_act(fn_backend *b, fn_tensor *x, const fn_tensor *bias, fn_act act,
                           fn_error *err);
 fn_status fn_cpu_layernorm(fn_backend *b, const fn_tensor *x, const fn_tensor *residual,

@@ -54,6 +54,7 @@ fn_status fn_cpu_gemm(fn_backend *b, const fn_gemm_args *g, fn_error *err)
 {
     if (g->c->dtype != FN_F32) return fn_cpu_f32_only("gemm", g->c, err);
     fn_cpu *c = fn_cpu_of(b);
+    if (fn_cpu_gemm_skinny(c, g)) return FN_OK;
     double flops = 2.0 * (double)g->m * (double)g->n * (double)g->k * (double)g->batch;
     job j = {.g = g};
     if (c->threads == 1 || flops < 2e6) {
