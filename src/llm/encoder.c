@@ -37,6 +37,7 @@ typedef struct config {
 
 struct fn_encoder {
     fn_backend *be;
+    fn_dtype dt; /* weights and activations: f32 on the CPU, bf16 or f16 on CUDA */
     fn_tokenizer *tok;
     config cfg;
     size_t max_batch;
@@ -48,6 +49,7 @@ struct fn_encoder {
     fn_tensor *ids, *pos_ids, *mask, *x, *qkv, *att, *tmp, *inter, *pooled;
     int32_t *h_ids, *h_pos, *h_mask;
     float *h_pooled;
+    uint16_t *h_half; /* pooled rows as read from a bf16/f16 device */
 };
 
 /* ---- configuration ----------------------------------------------------------- */
@@ -164,13 +166,22 @@ static fn_status to_f32(const fn_safetensors *st, const char *name, int64_t rows
     return FN_OK;
 }
 
+/* A [rows, cols] (or [rows] when cols is 0) tensor in the encoder's dtype from host floats. */
 static fn_status upload(fn_encoder *e, const float *host, int64_t rows, int64_t cols,
                         fn_tensor **out, fn_error *err)
 {
     int64_t dims[2] = {rows, cols};
-    fn_status st = fn_tensor_new(e->be, FN_F32, cols ? 2 : 1, dims, out, err);
+    fn_status st = fn_tensor_new(e->be, e->dt, cols ? 2 : 1, dims, out, err);
     if (st != FN_OK) return st;
-    return fn_tensor_write(*out, host, (size_t)(rows * (cols ? cols : 1)) * sizeof(float), err);
+    size_t n = (size_t)(rows * (cols ? cols : 1));
+    if (e->dt == FN_F32) return fn_tensor_write(*out, host, n * sizeof(float), err);
+    uint16_t *h = malloc(n * sizeof *h);
+    if (!h) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        h[i] = e->dt == FN_BF16 ? fn_f32_to_bf16(host[i]) : fn_f32_to_f16(host[i]);
+    st = fn_tensor_write(*out, h, n * sizeof *h, err);
+    free(h);
+    return st;
 }
 
 /* Loads tensor `name` ([rows, cols], or [rows] when cols is 0) onto the backend. */
@@ -294,9 +305,10 @@ static void free_workspace(fn_encoder *e)
                        e->att, e->tmp,     e->inter, e->pooled};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) fn_tensor_free(ts[i]);
     e->ids = e->pos_ids = e->mask = e->x = e->qkv = e->att = e->tmp = e->inter = e->pooled = NULL;
-    free(e->h_ids), free(e->h_pos), free(e->h_mask), free(e->h_pooled);
+    free(e->h_ids), free(e->h_pos), free(e->h_mask), free(e->h_pooled), free(e->h_half);
     e->h_ids = e->h_pos = e->h_mask = NULL;
     e->h_pooled = NULL;
+    e->h_half = NULL;
     e->cap_tokens = e->cap_batch = 0;
 }
 
@@ -314,12 +326,12 @@ static fn_status reserve(fn_encoder *e, size_t batch, size_t tokens, fn_error *e
     if ((s = fn_tensor_new(e->be, FN_I32, 1, &d_ids, &e->ids, err)) ||
         (s = fn_tensor_new(e->be, FN_I32, 1, &d_ids, &e->pos_ids, err)) ||
         (s = fn_tensor_new(e->be, FN_I32, 1, &d_ids, &e->mask, err)) ||
-        (s = fn_tensor_new(e->be, FN_F32, 2, d_x, &e->x, err)) ||
-        (s = fn_tensor_new(e->be, FN_F32, 2, d_qkv, &e->qkv, err)) ||
-        (s = fn_tensor_new(e->be, FN_F32, 2, d_x, &e->att, err)) ||
-        (s = fn_tensor_new(e->be, FN_F32, 2, d_x, &e->tmp, err)) ||
-        (s = fn_tensor_new(e->be, FN_F32, 2, d_in, &e->inter, err)) ||
-        (s = fn_tensor_new(e->be, FN_F32, 2, d_pool, &e->pooled, err))) {
+        (s = fn_tensor_new(e->be, e->dt, 2, d_x, &e->x, err)) ||
+        (s = fn_tensor_new(e->be, e->dt, 2, d_qkv, &e->qkv, err)) ||
+        (s = fn_tensor_new(e->be, e->dt, 2, d_x, &e->att, err)) ||
+        (s = fn_tensor_new(e->be, e->dt, 2, d_x, &e->tmp, err)) ||
+        (s = fn_tensor_new(e->be, e->dt, 2, d_in, &e->inter, err)) ||
+        (s = fn_tensor_new(e->be, e->dt, 2, d_pool, &e->pooled, err))) {
         free_workspace(e);
         return s;
     }
@@ -327,7 +339,8 @@ static fn_status reserve(fn_encoder *e, size_t batch, size_t tokens, fn_error *e
     e->h_pos = malloc(tokens * sizeof *e->h_pos);
     e->h_mask = malloc(tokens * sizeof *e->h_mask);
     e->h_pooled = malloc(batch * (size_t)h * sizeof *e->h_pooled);
-    if (!e->h_ids || !e->h_pos || !e->h_mask || !e->h_pooled) {
+    e->h_half = malloc(batch * (size_t)h * sizeof *e->h_half);
+    if (!e->h_ids || !e->h_pos || !e->h_mask || !e->h_pooled || !e->h_half) {
         free_workspace(e);
         return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
     }
@@ -407,14 +420,25 @@ fn_status fn_encoder_load(const char *dir, const fn_encoder_options *opts, fn_en
     }
     e->max_batch = o.max_batch ? o.max_batch : 32;
     const char *dev = o.device ? o.device : "cpu";
+    e->dt = FN_F32;
     if (strcmp(dev, "cpu") == 0) {
         s = fn_backend_cpu_new(o.threads, 1, &e->be, err);
     } else if (strcmp(dev, "cuda") == 0) {
         s = fn_backend_cuda_new(0, &e->be, err);
+        e->dt = o.precision && strcmp(o.precision, "f16") == 0   ? FN_F16
+                : o.precision && strcmp(o.precision, "f32") == 0 ? FN_F32
+                                                                 : FN_BF16;
     } else {
         s = fn_error_set(err, FN_ERR_INVALID, "encoder: unknown device '%s' (cpu or cuda)", dev);
     }
     if (s != FN_OK) goto fail;
+    if (o.precision && strcmp(o.precision, "f32") && strcmp(o.precision, "bf16") &&
+        strcmp(o.precision, "f16")) {
+        s = fn_error_set(err, FN_ERR_INVALID, "encoder: unknown precision '%s' (f32, bf16, f16)",
+                         o.precision);
+        goto fail;
+    }
+    if (e->dt != FN_F32 && fn_backend_device(e->be) == FN_DEVICE_CPU) e->dt = FN_F32;
     char path[4096];
     snprintf(path, sizeof path, "%s/vocab.txt", dir);
     fn_tokenizer_options to = fn_tokenizer_options_default();
@@ -513,8 +537,15 @@ static fn_status encode_locked(fn_encoder *e, const char *const *texts, const si
         if ((s = forward(e, (int64_t)b, (int64_t)t, err)) != FN_OK) return s;
         int64_t d_pool[2] = {(int64_t)b, (int64_t)h};
         fn_tensor pooled = fn_tensor_view(e->pooled, 2, d_pool);
-        if ((s = fn_tensor_read(&pooled, e->h_pooled, b * h * sizeof(float), err)) != FN_OK)
-            return s;
+        if (e->dt == FN_F32) {
+            s = fn_tensor_read(&pooled, e->h_pooled, b * h * sizeof(float), err);
+        } else {
+            s = fn_tensor_read(&pooled, e->h_half, b * h * sizeof(uint16_t), err);
+            for (size_t i = 0; s == FN_OK && i < b * h; i++)
+                e->h_pooled[i] =
+                    e->dt == FN_BF16 ? fn_bf16_to_f32(e->h_half[i]) : fn_f16_to_f32(e->h_half[i]);
+        }
+        if (s != FN_OK) return s;
         for (size_t k = 0; k < b; k++)
             memcpy(out + tk->order[start + k] * h, e->h_pooled + k * h, h * sizeof(float));
     }

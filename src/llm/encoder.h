@@ -23,6 +23,8 @@ typedef struct fn_encoder_options {
     int threads;        /* CPU threads (0: all online CPUs) */
     size_t max_batch;   /* texts per forward pass (0: 32) */
     size_t max_len;     /* tokens per text, [CLS] and [SEP] included (0: the model's) */
+    /* CUDA storage type: "bf16" (default), "f16" or "f32"; the CPU computes in f32. */
+    const char *precision;
 } fn_encoder_options;
 
 /*

@@ -13,8 +13,8 @@
 #include "llm/encoder.h"
 
 static const char usage_text[] =
-    "usage: funnel encode --model DIR [--device cpu|cuda] [--batch N] [--threads N]\n"
-    "                     [--max-len N] [--fvecs OUT]\n"
+    "usage: funnel encode --model DIR [--device cpu|cuda] [--precision bf16|f16|f32]\n"
+    "                     [--batch N] [--threads N] [--max-len N] [--fvecs OUT]\n"
     "\n"
     "Reads texts from standard input, one per line (UTF-8; a trailing CR is dropped),\n"
     "and writes one embedding per line as JSON, {\"embedding\": [...]}, in input order,\n"
@@ -24,16 +24,27 @@ static const char usage_text[] =
     "  --model DIR     Hugging Face model folder (config.json, model.safetensors,\n"
     "                  vocab.txt), e.g. models/all-MiniLM-L6-v2 from scripts/fetch-model\n"
     "  --device D      cpu (default) or cuda\n"
+    "  --precision P   CUDA storage type: bf16 (default), f16 or f32 (the CPU uses f32)\n"
     "  --batch N       texts per forward pass (default 32)\n"
     "  --threads N     CPU threads (default: all)\n"
     "  --max-len N     tokens per text, [CLS] and [SEP] included (default: the model's)\n"
     "  --fvecs OUT     write an .fvecs file instead of JSON lines\n";
 
-enum { OPT_MODEL = 1, OPT_DEVICE, OPT_BATCH, OPT_THREADS, OPT_MAXLEN, OPT_FVECS, OPT_HELP };
+enum {
+    OPT_MODEL = 1,
+    OPT_DEVICE,
+    OPT_PRECISION,
+    OPT_BATCH,
+    OPT_THREADS,
+    OPT_MAXLEN,
+    OPT_FVECS,
+    OPT_HELP
+};
 
 static const struct option long_opts[] = {
     {"model", required_argument, NULL, OPT_MODEL},
     {"device", required_argument, NULL, OPT_DEVICE},
+    {"precision", required_argument, NULL, OPT_PRECISION},
     {"batch", required_argument, NULL, OPT_BATCH},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"max-len", required_argument, NULL, OPT_MAXLEN},
@@ -96,6 +107,9 @@ int fn_cmd_encode(int argc, char **argv)
             break;
         case OPT_DEVICE:
             o.device = optarg;
+            break;
+        case OPT_PRECISION:
+            o.precision = optarg;
             break;
         case OPT_BATCH:
             if (!fn_cli_u64("encode", "--batch", optarg, &v) || v == 0) return FN_EXIT_USAGE;

@@ -136,7 +136,7 @@ static const char *line_of(const fn_columns *c, const char *feats)
     fn_columns_libffm_line(1, &o, &b);
     fn_column_output_free(&o);
     b.data[--b.len] = '\0'; /* drop the newline */
-    return b.data + 2; /* and the label "1 " */
+    return b.data + 2;      /* and the label "1 " */
 }
 
 static void transform_fails(const fn_columns *c, const char *feats, const char *fragment)

@@ -5,8 +5,9 @@
  *
  * Backends: the CPU with its AVX2/FMA kernels (when the CPU has them), the CPU
  * with its portable kernels, and CUDA when a GPU is present (skipped with a
- * message otherwise). f32 must agree to 1e-5, relative to the largest
- * reference value of the output.
+ * message otherwise), in f32 and, on CUDA, in bf16 and f16. f32 must agree
+ * to 1e-5 and the half types to 1e-2, relative to the largest reference value
+ * of the output; references use the inputs rounded to the tested dtype.
  */
 #include <check.h>
 #include <math.h>
@@ -16,7 +17,8 @@
 
 #include "kernels/backend.h"
 
-#define TOL_F32 1e-5
+#define TOL_F32  1e-5
+#define TOL_HALF 1e-2
 
 static fn_backend *backends[3];
 static const char *backend_labels[3];
@@ -62,23 +64,80 @@ static float *random_floats(size_t n, double scale)
     return p;
 }
 
-/* A tensor on backend b holding host data (copied). */
+/* Rounds host floats to what dtype can hold, so references see the same inputs. */
+static void quantize(float *p, size_t n, fn_dtype dt)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (dt == FN_BF16) p[i] = fn_bf16_to_f32(fn_f32_to_bf16(p[i]));
+        if (dt == FN_F16) p[i] = fn_f16_to_f32(fn_f32_to_f16(p[i]));
+    }
+}
+
+/* A tensor on backend b holding host data (copied; floats converted to dt). */
 static fn_tensor *upload(fn_backend *b, fn_dtype dt, int ndim, const int64_t *dims,
                          const void *host)
 {
     fn_error err = {0};
     fn_tensor *t;
     ck_assert_msg(fn_tensor_new(b, dt, ndim, dims, &t, &err) == FN_OK, "%s", err.msg);
-    if (host) ck_assert_int_eq(fn_tensor_write(t, host, fn_tensor_nbytes(t), &err), FN_OK);
+    if (!host) return t;
+    size_t n = (size_t)fn_tensor_numel(t);
+    if (dt == FN_BF16 || dt == FN_F16) {
+        uint16_t *h = malloc(n * sizeof *h);
+        for (size_t i = 0; i < n; i++)
+            h[i] = dt == FN_BF16 ? fn_f32_to_bf16(((const float *)host)[i])
+                                 : fn_f32_to_f16(((const float *)host)[i]);
+        ck_assert_int_eq(fn_tensor_write(t, h, n * sizeof *h, &err), FN_OK);
+        free(h);
+    } else {
+        ck_assert_int_eq(fn_tensor_write(t, host, fn_tensor_nbytes(t), &err), FN_OK);
+    }
     return t;
 }
 
+/* The tensor's values as floats (converted from f16/bf16). */
 static float *download(const fn_tensor *t)
 {
     fn_error err = {0};
-    float *p = malloc(fn_tensor_nbytes(t));
-    ck_assert_msg(fn_tensor_read(t, p, fn_tensor_nbytes(t), &err) == FN_OK, "%s", err.msg);
+    size_t n = (size_t)fn_tensor_numel(t);
+    float *p = malloc(n * sizeof *p);
+    if (t->dtype == FN_BF16 || t->dtype == FN_F16) {
+        uint16_t *h = malloc(n * sizeof *h);
+        ck_assert_msg(fn_tensor_read(t, h, n * sizeof *h, &err) == FN_OK, "%s", err.msg);
+        for (size_t i = 0; i < n; i++)
+            p[i] = t->dtype == FN_BF16 ? fn_bf16_to_f32(h[i]) : fn_f16_to_f32(h[i]);
+        free(h);
+    } else {
+        ck_assert_msg(fn_tensor_read(t, p, fn_tensor_nbytes(t), &err) == FN_OK, "%s", err.msg);
+    }
     return p;
+}
+
+/* The float dtypes a backend is tested in: f32 everywhere, bf16 and f16 on CUDA. */
+static int n_dtypes(const fn_backend *b)
+{
+    return fn_backend_device(b) == FN_DEVICE_CUDA ? 3 : 1;
+}
+
+static const fn_dtype test_dtypes[3] = {FN_F32, FN_BF16, FN_F16};
+
+static double tol_of(fn_dtype dt)
+{
+    return dt == FN_F32 ? TOL_F32 : TOL_HALF;
+}
+
+/* "cpu-avx2 (2 threads) f32" */
+/* Loops over every backend and every dtype it is tested in; DT is the dtype. */
+#define FOR_BACKEND_DTYPE                                                                          \
+    for (int bi = 0; bi < n_backends; bi++)                                                        \
+        for (int di = 0; di < n_dtypes(backends[bi]); di++)
+#define DT (test_dtypes[di])
+
+static const char *label(int bi, fn_dtype dt)
+{
+    static char s[160];
+    snprintf(s, sizeof s, "%s %s", backend_labels[bi], fn_dtype_name(dt));
+    return s;
 }
 
 /* max |got - want| / max |want|; asserts it is within tol. */
@@ -126,7 +185,8 @@ START_TEST(gemm_all_transposes_and_broadcast)
     static const int64_t sizes[][4] = {{1, 1, 1, 1},     {1, 7, 5, 3},      {2, 33, 17, 65},
                                        {3, 1, 130, 9},   {1, 64, 384, 384}, {1, 16, 1536, 384},
                                        {1, 5, 37, 1543}, {1, 65, 70, 33}};
-    for (int bi = 0; bi < n_backends; bi++) {
+    FOR_BACKEND_DTYPE
+    {
         fn_backend *be = backends[bi];
         for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
             for (int ta = 0; ta < 2; ta++)
@@ -141,9 +201,12 @@ START_TEST(gemm_all_transposes_and_broadcast)
                         float *ha = random_floats((size_t)(batch * m * k), 1);
                         float *hb = random_floats((size_t)(bb * k * n), 1);
                         float *hc = random_floats((size_t)(batch * m * n), 1);
-                        fn_tensor *a = upload(be, FN_F32, 3, da, ha);
-                        fn_tensor *b = upload(be, FN_F32, 3, db, hb);
-                        fn_tensor *c = upload(be, FN_F32, 3, dc, hc);
+                        quantize(ha, (size_t)(batch * m * k), DT);
+                        quantize(hb, (size_t)(bb * k * n), DT);
+                        quantize(hc, (size_t)(batch * m * n), DT);
+                        fn_tensor *a = upload(be, DT, 3, da, ha);
+                        fn_tensor *b = upload(be, DT, 3, db, hb);
+                        fn_tensor *c = upload(be, DT, 3, dc, hc);
                         fn_error err = {0};
                         ck_assert_msg(fn_op_gemm(be, a, ta, b, tb, c, 0.75f, 0.5f, &err) == FN_OK,
                                       "%s", err.msg);
@@ -151,8 +214,8 @@ START_TEST(gemm_all_transposes_and_broadcast)
                         ref_gemm(ha, ta, hb, tb, want, hc, batch, m, n, k, m * k, bcast ? 0 : k * n,
                                  0.75f, 0.5f);
                         float *got = download(c);
-                        expect_close("gemm", backend_labels[bi], got, want, (size_t)(batch * m * n),
-                                     TOL_F32);
+                        expect_close("gemm", label(bi, DT), got, want, (size_t)(batch * m * n),
+                                     tol_of(DT));
                         free(ha), free(hb), free(hc), free(want), free(got);
                         fn_tensor_free(a), fn_tensor_free(b), fn_tensor_free(c);
                     }
@@ -193,30 +256,32 @@ static double ref_act(double x, fn_act act)
 START_TEST(bias_act_relu_gelu)
 {
     static const int64_t shapes[][2] = {{1, 1}, {1, 7}, {5, 37}, {33, 384}, {3, 1536}};
-    for (int bi = 0; bi < n_backends; bi++)
-        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-            for (int act = 0; act < 3; act++)
-                for (int with_bias = 0; with_bias < 2; with_bias++) {
-                    int64_t rows = shapes[s][0], cols = shapes[s][1];
-                    float *hx = random_floats((size_t)(rows * cols), 6);
-                    float *hb = random_floats((size_t)cols, 1);
-                    fn_tensor *x = upload(backends[bi], FN_F32, 2, shapes[s], hx);
-                    fn_tensor *b = upload(backends[bi], FN_F32, 1, &cols, hb);
-                    fn_error err = {0};
-                    ck_assert_int_eq(
-                        fn_op_bias_act(backends[bi], x, with_bias ? b : NULL, (fn_act)act, &err),
-                        FN_OK);
-                    double *want = malloc((size_t)(rows * cols) * sizeof *want);
-                    for (int64_t i = 0; i < rows * cols; i++)
-                        want[i] = ref_act((double)hx[i] + (with_bias ? hb[i % cols] : 0), act);
-                    float *got = download(x);
-                    expect_close(act == FN_ACT_GELU   ? "gelu"
-                                 : act == FN_ACT_RELU ? "relu"
-                                                      : "bias",
-                                 backend_labels[bi], got, want, (size_t)(rows * cols), TOL_F32);
-                    free(hx), free(hb), free(want), free(got);
-                    fn_tensor_free(x), fn_tensor_free(b);
-                }
+    FOR_BACKEND_DTYPE
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int act = 0; act < 3; act++)
+            for (int with_bias = 0; with_bias < 2; with_bias++) {
+                int64_t rows = shapes[s][0], cols = shapes[s][1];
+                float *hx = random_floats((size_t)(rows * cols), 6);
+                float *hb = random_floats((size_t)cols, 1);
+                quantize(hx, (size_t)(rows * cols), DT);
+                quantize(hb, (size_t)cols, DT);
+                fn_tensor *x = upload(backends[bi], DT, 2, shapes[s], hx);
+                fn_tensor *b = upload(backends[bi], DT, 1, &cols, hb);
+                fn_error err = {0};
+                ck_assert_int_eq(
+                    fn_op_bias_act(backends[bi], x, with_bias ? b : NULL, (fn_act)act, &err),
+                    FN_OK);
+                double *want = malloc((size_t)(rows * cols) * sizeof *want);
+                for (int64_t i = 0; i < rows * cols; i++)
+                    want[i] = ref_act((double)hx[i] + (with_bias ? hb[i % cols] : 0), act);
+                float *got = download(x);
+                expect_close(act == FN_ACT_GELU   ? "gelu"
+                             : act == FN_ACT_RELU ? "relu"
+                                                  : "bias",
+                             label(bi, DT), got, want, (size_t)(rows * cols), TOL_F32);
+                free(hx), free(hb), free(want), free(got);
+                fn_tensor_free(x), fn_tensor_free(b);
+            }
 }
 END_TEST
 
@@ -247,79 +312,84 @@ END_TEST
 START_TEST(layernorm_with_and_without_residual)
 {
     static const int64_t shapes[][2] = {{1, 1}, {1, 7}, {4, 384}, {33, 385}};
-    for (int bi = 0; bi < n_backends; bi++)
-        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-            for (int with_res = 0; with_res < 2; with_res++) {
-                int64_t rows = shapes[s][0], d = shapes[s][1], n = rows * d;
-                float *hx = random_floats((size_t)n, 3), *hr = random_floats((size_t)n, 3);
-                for (int64_t i = 0; i < n; i++) hx[i] += 5.0f; /* a mean far from zero */
-                float *hg = random_floats((size_t)d, 1), *hb = random_floats((size_t)d, 1);
-                fn_backend *be = backends[bi];
-                fn_tensor *x = upload(be, FN_F32, 2, shapes[s], hx);
-                fn_tensor *r = upload(be, FN_F32, 2, shapes[s], hr);
-                fn_tensor *g = upload(be, FN_F32, 1, &d, hg), *b = upload(be, FN_F32, 1, &d, hb);
-                fn_tensor *out = with_res ? r : upload(be, FN_F32, 2, shapes[s], NULL);
-                fn_error err = {0};
-                ck_assert_int_eq(
-                    fn_op_layernorm(be, x, with_res ? r : NULL, g, b, 1e-12f, out, &err), FN_OK);
-                double *want = malloc((size_t)n * sizeof *want);
-                for (int64_t i = 0; i < rows; i++) {
-                    double mean = 0, var = 0;
-                    for (int64_t j = 0; j < d; j++)
-                        mean += (double)hx[i * d + j] + (with_res ? hr[i * d + j] : 0);
-                    mean /= (double)d;
-                    for (int64_t j = 0; j < d; j++) {
-                        double v = (double)hx[i * d + j] + (with_res ? hr[i * d + j] : 0) - mean;
-                        var += v * v;
-                    }
-                    double rstd = 1 / sqrt(var / (double)d + 1e-12);
-                    for (int64_t j = 0; j < d; j++) {
-                        double v = (double)hx[i * d + j] + (with_res ? hr[i * d + j] : 0);
-                        want[i * d + j] = (v - mean) * rstd * hg[j] + hb[j];
-                    }
+    FOR_BACKEND_DTYPE
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int with_res = 0; with_res < 2; with_res++) {
+            int64_t rows = shapes[s][0], d = shapes[s][1], n = rows * d;
+            float *hx = random_floats((size_t)n, 3), *hr = random_floats((size_t)n, 3);
+            for (int64_t i = 0; i < n; i++) hx[i] += 5.0f; /* a mean far from zero */
+            float *hg = random_floats((size_t)d, 1), *hb = random_floats((size_t)d, 1);
+            quantize(hx, (size_t)n, DT), quantize(hr, (size_t)n, DT);
+            quantize(hg, (size_t)d, DT), quantize(hb, (size_t)d, DT);
+            fn_backend *be = backends[bi];
+            fn_tensor *x = upload(be, DT, 2, shapes[s], hx);
+            fn_tensor *r = upload(be, DT, 2, shapes[s], hr);
+            fn_tensor *g = upload(be, DT, 1, &d, hg), *b = upload(be, DT, 1, &d, hb);
+            fn_tensor *out = with_res ? r : upload(be, DT, 2, shapes[s], NULL);
+            fn_error err = {0};
+            ck_assert_int_eq(fn_op_layernorm(be, x, with_res ? r : NULL, g, b, 1e-12f, out, &err),
+                             FN_OK);
+            double *want = malloc((size_t)n * sizeof *want);
+            for (int64_t i = 0; i < rows; i++) {
+                double mean = 0, var = 0;
+                for (int64_t j = 0; j < d; j++)
+                    mean += (double)hx[i * d + j] + (with_res ? hr[i * d + j] : 0);
+                mean /= (double)d;
+                for (int64_t j = 0; j < d; j++) {
+                    double v = (double)hx[i * d + j] + (with_res ? hr[i * d + j] : 0) - mean;
+                    var += v * v;
                 }
-                /* A one-wide row normalises to beta exactly. */
-                float *got = download(out);
-                expect_close("layernorm", backend_labels[bi], got, want, (size_t)n, TOL_F32);
-                free(hx), free(hr), free(hg), free(hb), free(want), free(got);
-                fn_tensor_free(x), fn_tensor_free(r), fn_tensor_free(g), fn_tensor_free(b);
-                if (!with_res) fn_tensor_free(out);
+                double rstd = 1 / sqrt(var / (double)d + 1e-12);
+                for (int64_t j = 0; j < d; j++) {
+                    double v = (double)hx[i * d + j] + (with_res ? hr[i * d + j] : 0);
+                    want[i * d + j] = (v - mean) * rstd * hg[j] + hb[j];
+                }
             }
+            /* A one-wide row normalises to beta exactly. */
+            float *got = download(out);
+            expect_close("layernorm", label(bi, DT), got, want, (size_t)n, tol_of(DT));
+            free(hx), free(hr), free(hg), free(hb), free(want), free(got);
+            fn_tensor_free(x), fn_tensor_free(r), fn_tensor_free(g), fn_tensor_free(b);
+            if (!with_res) fn_tensor_free(out);
+        }
 }
 END_TEST
 
 START_TEST(softmax_rows)
 {
     static const int64_t shapes[][2] = {{1, 1}, {3, 7}, {5, 100}, {2, 1000}};
-    for (int bi = 0; bi < n_backends; bi++)
-        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-            int64_t rows = shapes[s][0], d = shapes[s][1], n = rows * d;
-            float *hx = random_floats((size_t)n, 30); /* large logits: needs the max shift */
-            fn_tensor *x = upload(backends[bi], FN_F32, 2, shapes[s], hx);
-            fn_error err = {0};
-            ck_assert_int_eq(fn_op_softmax(backends[bi], x, &err), FN_OK);
-            double *want = malloc((size_t)n * sizeof *want);
-            for (int64_t i = 0; i < rows; i++) {
-                double m = -INFINITY, sum = 0;
-                for (int64_t j = 0; j < d; j++) m = fmax(m, hx[i * d + j]);
-                for (int64_t j = 0; j < d; j++) sum += exp(hx[i * d + j] - m);
-                for (int64_t j = 0; j < d; j++) want[i * d + j] = exp(hx[i * d + j] - m) / sum;
-            }
-            float *got = download(x);
-            expect_close("softmax", backend_labels[bi], got, want, (size_t)n, TOL_F32);
-            free(hx), free(want), free(got);
-            fn_tensor_free(x);
+    FOR_BACKEND_DTYPE
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int64_t rows = shapes[s][0], d = shapes[s][1], n = rows * d;
+        float *hx = random_floats((size_t)n, 30); /* large logits: needs the max shift */
+        quantize(hx, (size_t)n, DT);
+        fn_tensor *x = upload(backends[bi], DT, 2, shapes[s], hx);
+        fn_error err = {0};
+        ck_assert_int_eq(fn_op_softmax(backends[bi], x, &err), FN_OK);
+        double *want = malloc((size_t)n * sizeof *want);
+        for (int64_t i = 0; i < rows; i++) {
+            double m = -INFINITY, sum = 0;
+            for (int64_t j = 0; j < d; j++) m = fmax(m, hx[i * d + j]);
+            for (int64_t j = 0; j < d; j++) sum += exp(hx[i * d + j] - m);
+            for (int64_t j = 0; j < d; j++) want[i * d + j] = exp(hx[i * d + j] - m) / sum;
         }
+        float *got = download(x);
+        expect_close("softmax", label(bi, DT), got, want, (size_t)n, tol_of(DT));
+        free(hx), free(want), free(got);
+        fn_tensor_free(x);
+    }
 }
 END_TEST
 
 START_TEST(l2_normalize_rows_and_zero_row)
 {
-    for (int bi = 0; bi < n_backends; bi++) {
+    FOR_BACKEND_DTYPE
+    {
         int64_t dims[2] = {4, 37};
         float *hx = random_floats(4 * 37, 2);
         memset(hx + 37, 0, 37 * sizeof *hx); /* row 1 is zero: stays zero */
-        fn_tensor *x = upload(backends[bi], FN_F32, 2, dims, hx);
+        quantize(hx, 4 * 37, DT);
+        fn_tensor *x = upload(backends[bi], DT, 2, dims, hx);
         fn_error err = {0};
         ck_assert_int_eq(fn_op_l2_normalize(backends[bi], x, &err), FN_OK);
         double want[4 * 37];
@@ -330,7 +400,7 @@ START_TEST(l2_normalize_rows_and_zero_row)
             for (int j = 0; j < 37; j++) want[i * 37 + j] = hx[i * 37 + j] / nrm;
         }
         float *got = download(x);
-        expect_close("l2_normalize", backend_labels[bi], got, want, 4 * 37, TOL_F32);
+        expect_close("l2_normalize", label(bi, DT), got, want, 4 * 37, tol_of(DT));
         free(hx), free(got);
         fn_tensor_free(x);
     }
@@ -377,35 +447,36 @@ START_TEST(attention_against_reference)
     static const int64_t cases[][4] = {{1, 1, 1, 8},   {1, 5, 2, 32},   {3, 33, 12, 32},
                                        {2, 70, 3, 16}, {2, 9, 2, 5},    {1, 130, 4, 64},
                                        {2, 17, 1, 12}, {4, 128, 12, 32}};
-    for (int bi = 0; bi < n_backends; bi++)
-        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-            int64_t bs = cases[c][0], t = cases[c][1], h = cases[c][2], d = cases[c][3];
-            int64_t dq[3] = {bs, t, 3 * h * d}, dm[2] = {bs, t}, dout[3] = {bs, t, h * d};
-            float *hq = random_floats((size_t)(bs * t * 3 * h * d), 2);
-            int32_t *hm = malloc((size_t)(bs * t) * sizeof *hm);
-            for (int64_t b = 0; b < bs; b++)
-                for (int64_t i = 0; i < t; i++) {
-                    /* Sequence 0: a random length; 1: all but one padded; 2: none real. */
-                    int64_t len = b % 3 == 0   ? 1 + (int64_t)(urand() * (double)t) % t
-                                  : b % 3 == 1 ? 1
-                                               : 0;
-                    hm[b * t + i] = i < len;
-                }
-            fn_backend *be = backends[bi];
-            fn_tensor *q = upload(be, FN_F32, 3, dq, hq), *m = upload(be, FN_I32, 2, dm, hm);
-            fn_tensor *o = upload(be, FN_F32, 3, dout, NULL);
-            fn_error err = {0};
-            ck_assert_msg(fn_op_attention(be, q, m, (int)h, o, &err) == FN_OK, "%s", err.msg);
-            double *want = malloc((size_t)(bs * t * h * d) * sizeof *want);
-            ref_attention(hq, hm, bs, t, h, d, want);
-            float *got = download(o);
-            char what[64];
-            snprintf(what, sizeof what, "attention B%lld T%lld H%lld D%lld", (long long)bs,
-                     (long long)t, (long long)h, (long long)d);
-            expect_close(what, backend_labels[bi], got, want, (size_t)(bs * t * h * d), TOL_F32);
-            free(hq), free(hm), free(want), free(got);
-            fn_tensor_free(q), fn_tensor_free(m), fn_tensor_free(o);
-        }
+    FOR_BACKEND_DTYPE
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int64_t bs = cases[c][0], t = cases[c][1], h = cases[c][2], d = cases[c][3];
+        int64_t dq[3] = {bs, t, 3 * h * d}, dm[2] = {bs, t}, dout[3] = {bs, t, h * d};
+        float *hq = random_floats((size_t)(bs * t * 3 * h * d), 2);
+        quantize(hq, (size_t)(bs * t * 3 * h * d), DT);
+        int32_t *hm = malloc((size_t)(bs * t) * sizeof *hm);
+        for (int64_t b = 0; b < bs; b++)
+            for (int64_t i = 0; i < t; i++) {
+                /* Sequence 0: a random length; 1: all but one padded; 2: none real. */
+                int64_t len = b % 3 == 0   ? 1 + (int64_t)(urand() * (double)t) % t
+                              : b % 3 == 1 ? 1
+                                           : 0;
+                hm[b * t + i] = i < len;
+            }
+        fn_backend *be = backends[bi];
+        fn_tensor *q = upload(be, DT, 3, dq, hq), *m = upload(be, FN_I32, 2, dm, hm);
+        fn_tensor *o = upload(be, DT, 3, dout, NULL);
+        fn_error err = {0};
+        ck_assert_msg(fn_op_attention(be, q, m, (int)h, o, &err) == FN_OK, "%s", err.msg);
+        double *want = malloc((size_t)(bs * t * h * d) * sizeof *want);
+        ref_attention(hq, hm, bs, t, h, d, want);
+        float *got = download(o);
+        char what[64];
+        snprintf(what, sizeof what, "attention B%lld T%lld H%lld D%lld", (long long)bs,
+                 (long long)t, (long long)h, (long long)d);
+        expect_close(what, label(bi, DT), got, want, (size_t)(bs * t * h * d), tol_of(DT));
+        free(hq), free(hm), free(want), free(got);
+        fn_tensor_free(q), fn_tensor_free(m), fn_tensor_free(o);
+    }
 }
 END_TEST
 
@@ -430,23 +501,26 @@ END_TEST
 
 START_TEST(gather_and_accumulate)
 {
-    for (int bi = 0; bi < n_backends; bi++) {
+    FOR_BACKEND_DTYPE
+    {
         fn_backend *be = backends[bi];
         int64_t dt[2] = {50, 37}, nid = 9, dout[2] = {9, 37};
         float *ht = random_floats(50 * 37, 1), *ho = random_floats(9 * 37, 1);
+        quantize(ht, 50 * 37, DT), quantize(ho, 9 * 37, DT);
         int32_t ids[9] = {0, 49, 3, 3, 17, 0, 48, 1, 25};
-        fn_tensor *tab = upload(be, FN_F32, 2, dt, ht), *id = upload(be, FN_I32, 1, &nid, ids);
-        fn_tensor *o = upload(be, FN_F32, 2, dout, ho);
+        fn_tensor *tab = upload(be, DT, 2, dt, ht), *id = upload(be, FN_I32, 1, &nid, ids);
+        fn_tensor *o = upload(be, DT, 2, dout, ho);
         fn_error err = {0};
         for (int acc = 0; acc < 2; acc++) {
-            ck_assert_int_eq(fn_tensor_write(o, ho, 9 * 37 * sizeof(float), &err), FN_OK);
+            fn_tensor_free(o);
+            o = upload(be, DT, 2, dout, ho);
             ck_assert_int_eq(fn_op_gather(be, tab, id, acc, o, &err), FN_OK);
             double want[9 * 37];
             for (int i = 0; i < 9; i++)
                 for (int j = 0; j < 37; j++)
                     want[i * 37 + j] = ht[ids[i] * 37 + j] + (acc ? ho[i * 37 + j] : 0);
             float *got = download(o);
-            expect_close("gather", backend_labels[bi], got, want, 9 * 37, TOL_F32);
+            expect_close("gather", label(bi, DT), got, want, 9 * 37, tol_of(DT));
             free(got);
         }
         int32_t bad[9] = {0, 1, 2, 50, 0, 0, 0, 0, 0};
@@ -461,13 +535,15 @@ END_TEST
 
 START_TEST(mean_pool_masked)
 {
-    for (int bi = 0; bi < n_backends; bi++) {
+    FOR_BACKEND_DTYPE
+    {
         fn_backend *be = backends[bi];
         int64_t dx[3] = {3, 6, 11}, dm[2] = {3, 6}, dout[2] = {3, 11};
         float *hx = random_floats(3 * 6 * 11, 4);
+        quantize(hx, 3 * 6 * 11, DT);
         int32_t hm[18] = {1, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-        fn_tensor *x = upload(be, FN_F32, 3, dx, hx), *m = upload(be, FN_I32, 2, dm, hm);
-        fn_tensor *o = upload(be, FN_F32, 2, dout, NULL);
+        fn_tensor *x = upload(be, DT, 3, dx, hx), *m = upload(be, FN_I32, 2, dm, hm);
+        fn_tensor *o = upload(be, DT, 2, dout, NULL);
         fn_error err = {0};
         ck_assert_int_eq(fn_op_mean_pool(be, x, m, o, &err), FN_OK);
         double want[33] = {0};
@@ -481,7 +557,7 @@ START_TEST(mean_pool_masked)
             for (int j = 0; j < 11 && n; j++) want[b * 11 + j] /= n;
         }
         float *got = download(o);
-        expect_close("mean_pool", backend_labels[bi], got, want, 33, TOL_F32);
+        expect_close("mean_pool", label(bi, DT), got, want, 33, tol_of(DT));
         for (int j = 0; j < 11; j++) ck_assert(got[22 + j] == 0.0f); /* no real token: zeros */
         free(hx), free(got);
         fn_tensor_free(x), fn_tensor_free(m), fn_tensor_free(o);

@@ -430,24 +430,9 @@ END_TEST
 
 /* ---- parity with Hugging Face on the real vocabulary ---- */
 
-static char *model_file(const char *name)
-{
-    const char *dir = getenv("FUNNEL_MODEL_DIR");
-    char *p = fn_test_path(dir && *dir ? dir : FUNNEL_SOURCE_DIR "/models/all-MiniLM-L6-v2", name);
-    if (access(p, R_OK) != 0) {
-        fprintf(stderr,
-                "check_tokenizer: SKIPPED (model absent): %s not found; run scripts/fetch-model "
-                "or set FUNNEL_MODEL_DIR\n",
-                p);
-        free(p);
-        return NULL;
-    }
-    return p;
-}
-
 START_TEST(real_vocabulary_basics)
 {
-    char *vocab = model_file("vocab.txt");
+    char *vocab = fn_test_model("vocab.txt");
     if (!vocab) return;
     fn_error err = {0};
     fn_tokenizer *t;
@@ -478,7 +463,7 @@ static void hex_decode(const char *hex, fn_buf *out)
 
 START_TEST(parity_with_hugging_face)
 {
-    char *vocab = model_file("vocab.txt");
+    char *vocab = fn_test_model("vocab.txt");
     if (!vocab) return;
     fn_error err = {0};
     fn_tokenizer *t;

@@ -50,6 +50,21 @@ char *fn_test_data(const char *rel)
     return p;
 }
 
+char *fn_test_model(const char *name)
+{
+    const char *dir = getenv("FUNNEL_MODEL_DIR");
+    char *p = fn_test_path(dir && *dir ? dir : FUNNEL_SOURCE_DIR "/models/all-MiniLM-L6-v2", name);
+    if (access(p, R_OK) != 0) {
+        fprintf(stderr,
+                "SKIPPED (model absent): %s not found; run scripts/fetch-model or set "
+                "FUNNEL_MODEL_DIR\n",
+                p);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
 void fn_test_write_file(const char *path, const void *data, size_t n)
 {
     FILE *f = fopen(path, "wb");

@@ -15,6 +15,11 @@ void fn_test_rmtree(const char *path);
 char *fn_test_path(const char *dir, const char *name);
 /* A path under the public data sets (../shared/data), or NULL when they are absent. */
 char *fn_test_data(const char *rel);
+/*
+ * A file of the all-MiniLM-L6-v2 model folder ($FUNNEL_MODEL_DIR, or models/
+ * in the source tree), or NULL with a SKIPPED line on stderr when absent.
+ */
+char *fn_test_model(const char *name);
 /* Writes n bytes to path (plain, not atomic: test fixtures). */
 void fn_test_write_file(const char *path, const void *data, size_t n);
 /* Reads a whole file; aborts the test when it cannot. */
