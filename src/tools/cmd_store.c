@@ -93,8 +93,7 @@ typedef struct options {
     int json;
 } options;
 
-/* Records per synced batch: big enough that the fsync is amortised, small enough to show progress.
- */
+/* Records per synced batch: enough to amortise the fsync, few enough to show progress. */
 #define LOAD_BATCH       1000
 #define LOAD_BATCH_BYTES ((size_t)8 << 20)
 
@@ -110,6 +109,12 @@ typedef struct load_record {
     const float *vector;
     size_t n_vector;
 } load_record;
+
+/* "a float_list", "an int64_list": kind names for messages. */
+static const char *article(fn_feature_kind k)
+{
+    return k == FN_FEATURE_INT64 ? "an" : "a";
+}
 
 static fn_status one_value(const Tensorflow__Feature *f, const char *what, const char *key,
                            fn_error *err)
@@ -138,9 +143,10 @@ static fn_status take_id(const Tensorflow__Features *f, const options *o, load_r
         break;
     default:
         return fn_error_set(err, FN_ERR_INVALID,
-                            "id feature '%s' holds a %s where a bytes_list or int64_list is "
+                            "id feature '%s' holds %s %s where a bytes_list or int64_list is "
                             "expected",
-                            o->id_key, fn_feature_kind_name(fn_feature_kind_of(feat)));
+                            o->id_key, article(fn_feature_kind_of(feat)),
+                            fn_feature_kind_name(fn_feature_kind_of(feat)));
     }
     if (r->id.len == 0)
         return fn_error_set(err, FN_ERR_INVALID, "id feature '%s' is empty", o->id_key);
@@ -163,8 +169,9 @@ static fn_status take_version(const Tensorflow__Features *f, const options *o, l
         return fn_error_set(err, FN_ERR_INVALID, "version feature '%s' is missing", o->version_key);
     if (fn_feature_kind_of(feat) != FN_FEATURE_INT64)
         return fn_error_set(err, FN_ERR_INVALID,
-                            "version feature '%s' holds a %s where an int64_list is expected",
-                            o->version_key, fn_feature_kind_name(fn_feature_kind_of(feat)));
+                            "version feature '%s' holds %s %s where an int64_list is expected",
+                            o->version_key, article(fn_feature_kind_of(feat)),
+                            fn_feature_kind_name(fn_feature_kind_of(feat)));
     if (one_value(feat, "version", o->version_key, err) != FN_OK) return FN_ERR_INVALID;
     int64_t v = feat->int64_list->value[0];
     if (v < 0)
@@ -191,8 +198,9 @@ static fn_status take_vector(const Tensorflow__Features *f, const options *o, lo
     if (!feat) return FN_OK;
     if (fn_feature_kind_of(feat) != FN_FEATURE_FLOAT)
         return fn_error_set(err, FN_ERR_INVALID,
-                            "vector feature '%s' holds a %s where a float_list is expected",
-                            o->vector_key, fn_feature_kind_name(fn_feature_kind_of(feat)));
+                            "vector feature '%s' holds %s %s where a float_list is expected",
+                            o->vector_key, article(fn_feature_kind_of(feat)),
+                            fn_feature_kind_name(fn_feature_kind_of(feat)));
     r->vector = feat->float_list->value;
     r->n_vector = feat->float_list->n_value;
     if (r->entries_cap < f->n_feature) {
@@ -306,11 +314,12 @@ static int cmd_load(const options *opts)
     fn_status st = load_pass(o, s, total, &done, &loaded, &ignored, &err);
     fn_store_close(s);
     if (st != FN_OK) {
+        fn_cli_fail("store load", &err);
         fprintf(stderr,
                 "funnel store load: %zu records were loaded (and %zu ignored as older) before "
-                "the failure; reloading the file is safe\n",
+                "the failure; loading the file again is safe\n",
                 loaded, ignored);
-        return fn_cli_fail("store load", &err);
+        return FN_EXIT_FAIL;
     }
     double secs = (double)(fn_now_ns() - t0) / 1e9;
     fprintf(stderr,
