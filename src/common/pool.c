@@ -1,4 +1,13 @@
-/* pool.c - worker threads for parallel loops, with the caller taking part. */
+/*
+ * pool.c - worker threads for parallel loops, with the caller taking part.
+ *
+ * A forward pass runs dozens of short parallel loops, each a few tens of
+ * microseconds; waking sleeping threads through the kernel costs about as
+ * much. So workers spin (with pause) for up to SPIN_NS after their last loop
+ * before they sleep on a condition variable, and the caller spins while it
+ * waits for the last worker. Idle pools sleep; busy ones never enter the
+ * kernel.
+ */
 #include "pool.h"
 
 #include <pthread.h>
@@ -6,20 +15,32 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "clock.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+#define SPIN_NS 2000000u /* 2 ms */
+
 struct fn_pool {
     int nthreads; /* workers + caller */
     pthread_t *workers;
-    pthread_mutex_t lock;
-    pthread_cond_t wake, done;
+    pthread_mutex_t lock; /* guards sleepers and the condition */
+    pthread_cond_t wake;
     pthread_mutex_t run_lock; /* one loop at a time */
-    unsigned long generation;
-    int stopping;
-    /* The loop in progress. */
+    int sleepers;
+    atomic_ulong generation;
+    atomic_int stopping;
+    /* The loop in progress, published by the release increment of generation. */
     fn_pool_task fn;
     void *ctx;
     size_t n;
     atomic_size_t next;
-    int active; /* workers still inside the current loop */
+    atomic_int active; /* workers still inside the current loop */
 };
 
 /* Takes indices until none are left. */
@@ -32,21 +53,36 @@ static void drain(fn_pool *p)
     }
 }
 
+/* Waits until generation moves past seen (or the pool stops); spins first, then sleeps. */
+static void await_work(fn_pool *p, unsigned long seen)
+{
+    uint64_t start = fn_now_ns();
+    for (unsigned spins = 0;; spins++) {
+        if (atomic_load_explicit(&p->generation, memory_order_acquire) != seen ||
+            atomic_load(&p->stopping))
+            return;
+        cpu_relax();
+        if ((spins & 255) == 255 && fn_now_ns() - start > SPIN_NS) break;
+    }
+    pthread_mutex_lock(&p->lock);
+    p->sleepers++;
+    while (atomic_load(&p->generation) == seen && !atomic_load(&p->stopping))
+        pthread_cond_wait(&p->wake, &p->lock);
+    p->sleepers--;
+    pthread_mutex_unlock(&p->lock);
+}
+
 static void *worker(void *arg)
 {
     fn_pool *p = arg;
     unsigned long seen = 0;
-    pthread_mutex_lock(&p->lock);
     for (;;) {
-        while (!p->stopping && p->generation == seen) pthread_cond_wait(&p->wake, &p->lock);
-        if (p->stopping) break;
-        seen = p->generation;
-        pthread_mutex_unlock(&p->lock);
+        await_work(p, seen);
+        if (atomic_load(&p->stopping)) break;
+        seen = atomic_load_explicit(&p->generation, memory_order_acquire);
         drain(p);
-        pthread_mutex_lock(&p->lock);
-        if (--p->active == 0) pthread_cond_signal(&p->done);
+        atomic_fetch_sub_explicit(&p->active, 1, memory_order_release);
     }
-    pthread_mutex_unlock(&p->lock);
     return NULL;
 }
 
@@ -62,7 +98,6 @@ fn_status fn_pool_new(int threads, fn_pool **out, fn_error *err)
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->run_lock, NULL);
     pthread_cond_init(&p->wake, NULL);
-    pthread_cond_init(&p->done, NULL);
     p->workers = calloc((size_t)threads, sizeof *p->workers);
     if (!p->workers) {
         fn_pool_free(p);
@@ -83,7 +118,7 @@ void fn_pool_free(fn_pool *p)
 {
     if (!p) return;
     pthread_mutex_lock(&p->lock);
-    p->stopping = 1;
+    atomic_store(&p->stopping, 1);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
     if (p->workers)
@@ -92,7 +127,6 @@ void fn_pool_free(fn_pool *p)
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->run_lock);
     pthread_cond_destroy(&p->wake);
-    pthread_cond_destroy(&p->done);
     free(p);
 }
 
@@ -108,18 +142,17 @@ void fn_pool_run(fn_pool *p, size_t n, fn_pool_task fn, void *ctx)
         return;
     }
     pthread_mutex_lock(&p->run_lock);
-    pthread_mutex_lock(&p->lock);
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
     atomic_store(&p->next, 0);
-    p->active = p->nthreads - 1;
-    p->generation++;
-    pthread_cond_broadcast(&p->wake);
+    atomic_store(&p->active, p->nthreads - 1);
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    /* Under the lock: a worker about to sleep either sees the new generation or is woken. */
+    pthread_mutex_lock(&p->lock);
+    if (p->sleepers) pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
     drain(p);
-    pthread_mutex_lock(&p->lock);
-    while (p->active > 0) pthread_cond_wait(&p->done, &p->lock);
-    pthread_mutex_unlock(&p->lock);
+    while (atomic_load_explicit(&p->active, memory_order_acquire) > 0) cpu_relax();
     pthread_mutex_unlock(&p->run_lock);
 }

@@ -4,9 +4,13 @@
  */
 #include "backend_impl.h"
 
+#include <stdint.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/clock.h"
 
 static void shape_str(const fn_tensor *t, char *out, size_t cap)
 {
@@ -45,6 +49,58 @@ static fn_status check(fn_backend *b, const char *op, const char *name, const fn
     return FN_OK;
 }
 
+/*
+ * Per-op time accounting, on when FUNNEL_OP_PROFILE is set: calls and
+ * wall time per op, printed to stderr when the backend is freed. On devices
+ * that queue work the times are those of queueing unless the program syncs.
+ */
+enum {
+    OP_GEMM,
+    OP_LINEAR,
+    OP_BIAS_ACT,
+    OP_LAYERNORM,
+    OP_SOFTMAX,
+    OP_ATTENTION,
+    OP_GATHER,
+    OP_MEAN_POOL,
+    OP_L2_NORMALIZE,
+    OP_COUNT
+};
+static const char *op_names[OP_COUNT] = {"gemm",      "linear",    "bias_act",
+                                         "layernorm", "softmax",   "attention",
+                                         "gather",    "mean_pool", "l2_normalize"};
+
+static int profiling = -1;
+
+static int profile_on(void)
+{
+    if (profiling < 0) profiling = getenv("FUNNEL_OP_PROFILE") != NULL;
+    return profiling;
+}
+
+#define PROFILED(b, op, call)                                                                      \
+    do {                                                                                           \
+        if (!profile_on()) return call;                                                            \
+        uint64_t t0_ = fn_now_ns();                                                                \
+        fn_status st_ = call;                                                                      \
+        (b)->prof_ns[op] += fn_now_ns() - t0_;                                                     \
+        (b)->prof_calls[op]++;                                                                     \
+        return st_;                                                                                \
+    } while (0)
+
+static void profile_dump(const fn_backend *b)
+{
+    uint64_t total = 0;
+    for (int i = 0; i < OP_COUNT; i++) total += b->prof_ns[i];
+    if (!total) return;
+    fprintf(stderr, "op profile of %s:\n", b->name);
+    for (int i = 0; i < OP_COUNT; i++)
+        if (b->prof_calls[i])
+            fprintf(stderr, "  %-13s %9llu calls %10.3f ms %5.1f%%\n", op_names[i],
+                    (unsigned long long)b->prof_calls[i], (double)b->prof_ns[i] / 1e6,
+                    100.0 * (double)b->prof_ns[i] / (double)total);
+}
+
 #define CHECK(expr)                                                                                \
     do {                                                                                           \
         fn_status st_ = (expr);                                                                    \
@@ -53,7 +109,9 @@ static fn_status check(fn_backend *b, const char *op, const char *name, const fn
 
 void fn_backend_free(fn_backend *b)
 {
-    if (b) b->ops->destroy(b);
+    if (!b) return;
+    if (profile_on()) profile_dump(b);
+    b->ops->destroy(b);
 }
 
 const char *fn_backend_name(const fn_backend *b)
@@ -99,6 +157,7 @@ fn_status fn_tensor_new(fn_backend *b, fn_dtype dt, int ndim, const int64_t *dim
 void fn_tensor_free(fn_tensor *t)
 {
     if (!t) return;
+    if (t->aux && t->backend && t->backend->ops->drop_aux) t->backend->ops->drop_aux(t->backend, t);
     if (t->backend && t->owns) t->backend->ops->release(t->backend, t);
     free(t);
 }
@@ -108,6 +167,7 @@ fn_status fn_tensor_write(fn_tensor *t, const void *host, size_t nbytes, fn_erro
     if (nbytes != fn_tensor_nbytes(t))
         return fn_error_set(err, FN_ERR_INVALID, "tensor write: %zu bytes for a tensor of %zu",
                             nbytes, fn_tensor_nbytes(t));
+    if (t->aux && t->backend && t->backend->ops->drop_aux) t->backend->ops->drop_aux(t->backend, t);
     if (t->device == FN_DEVICE_CPU) {
         memcpy(t->data, host, nbytes);
         return FN_OK;
@@ -181,7 +241,29 @@ fn_status fn_op_gemm(fn_backend *b, const fn_tensor *a, int trans_a, const fn_te
                       .stride_c = rc * cc,
                       .alpha = alpha,
                       .beta = beta};
-    return b->ops->gemm(b, &g, err);
+    PROFILED(b, OP_GEMM, b->ops->gemm(b, &g, err));
+}
+
+fn_status fn_op_linear(fn_backend *b, const fn_tensor *x, fn_tensor *w, const fn_tensor *bias,
+                       fn_act act, fn_tensor *out, fn_error *err)
+{
+    fn_dtype dt = x ? x->dtype : FN_F32;
+    CHECK(check(b, "linear", "x", x, dt, 1, 4, err));
+    CHECK(check(b, "linear", "W", w, dt, 2, 2, err));
+    CHECK(check(b, "linear", "out", out, dt, 1, 4, err));
+    int64_t k = x->ne[x->ndim - 1], n = w->ne[0];
+    if (w->ne[1] != k)
+        return bad_shape(err, "linear", "W must be [out, in] with in = x's last dimension", w);
+    if (out->ne[out->ndim - 1] != n || fn_tensor_rows(out) != fn_tensor_rows(x))
+        return bad_shape(err, "linear", "out must be [rows of x, out features of W]", out);
+    if (bias) {
+        CHECK(check(b, "linear", "bias", bias, dt, 1, 1, err));
+        if (bias->ne[0] != n)
+            return bad_shape(err, "linear", "bias must have W's out features", bias);
+    }
+    if (act != FN_ACT_NONE && act != FN_ACT_RELU && act != FN_ACT_GELU)
+        return fn_error_set(err, FN_ERR_INVALID, "linear: unknown activation %d", (int)act);
+    PROFILED(b, OP_LINEAR, b->ops->linear(b, x, w, bias, act, out, err));
 }
 
 fn_status fn_op_bias_act(fn_backend *b, fn_tensor *x, const fn_tensor *bias, fn_act act,
@@ -198,7 +280,7 @@ fn_status fn_op_bias_act(fn_backend *b, fn_tensor *x, const fn_tensor *bias, fn_
     }
     if (act != FN_ACT_NONE && act != FN_ACT_RELU && act != FN_ACT_GELU)
         return fn_error_set(err, FN_ERR_INVALID, "bias_act: unknown activation %d", (int)act);
-    return b->ops->bias_act(b, x, bias, act, err);
+    PROFILED(b, OP_BIAS_ACT, b->ops->bias_act(b, x, bias, act, err));
 }
 
 static int same_shape(const fn_tensor *a, const fn_tensor *b)
@@ -229,13 +311,13 @@ fn_status fn_op_layernorm(fn_backend *b, const fn_tensor *x, const fn_tensor *re
     if (gamma->ne[0] != d || beta->ne[0] != d)
         return bad_shape(err, "layernorm", "gamma and beta must match the last dimension", gamma);
     if (!(eps > 0)) return fn_error_set(err, FN_ERR_INVALID, "layernorm: eps must be positive");
-    return b->ops->layernorm(b, x, residual, gamma, beta, eps, out, err);
+    PROFILED(b, OP_LAYERNORM, b->ops->layernorm(b, x, residual, gamma, beta, eps, out, err));
 }
 
 fn_status fn_op_softmax(fn_backend *b, fn_tensor *x, fn_error *err)
 {
     CHECK(check(b, "softmax", "x", x, x ? x->dtype : FN_F32, 1, 4, err));
-    return b->ops->softmax(b, x, err);
+    PROFILED(b, OP_SOFTMAX, b->ops->softmax(b, x, err));
 }
 
 fn_status fn_op_attention(fn_backend *b, const fn_tensor *qkv, const fn_tensor *mask, int n_heads,
@@ -254,7 +336,7 @@ fn_status fn_op_attention(fn_backend *b, const fn_tensor *qkv, const fn_tensor *
         return bad_shape(err, "attention", "out must be [B, T, heads * head_dim]", out);
     if (mask->ne[0] != bs || mask->ne[1] != t)
         return bad_shape(err, "attention", "mask must be [B, T]", mask);
-    return b->ops->attention(b, qkv, mask, n_heads, out, err);
+    PROFILED(b, OP_ATTENTION, b->ops->attention(b, qkv, mask, n_heads, out, err));
 }
 
 fn_status fn_op_gather(fn_backend *b, const fn_tensor *table, const fn_tensor *ids, int accumulate,
@@ -266,7 +348,7 @@ fn_status fn_op_gather(fn_backend *b, const fn_tensor *table, const fn_tensor *i
     CHECK(check(b, "gather", "out", out, dt, 2, 4, err));
     if (fn_tensor_rows(out) != fn_tensor_numel(ids) || out->ne[out->ndim - 1] != table->ne[1])
         return bad_shape(err, "gather", "out must hold one table row per id", out);
-    return b->ops->gather(b, table, ids, accumulate, out, err);
+    PROFILED(b, OP_GATHER, b->ops->gather(b, table, ids, accumulate, out, err));
 }
 
 fn_status fn_op_mean_pool(fn_backend *b, const fn_tensor *x, const fn_tensor *mask, fn_tensor *out,
@@ -280,11 +362,11 @@ fn_status fn_op_mean_pool(fn_backend *b, const fn_tensor *x, const fn_tensor *ma
         return bad_shape(err, "mean_pool", "mask must be [B, T] of x", mask);
     if (out->ne[0] != x->ne[0] || out->ne[1] != x->ne[2])
         return bad_shape(err, "mean_pool", "out must be [B, D]", out);
-    return b->ops->mean_pool(b, x, mask, out, err);
+    PROFILED(b, OP_MEAN_POOL, b->ops->mean_pool(b, x, mask, out, err));
 }
 
 fn_status fn_op_l2_normalize(fn_backend *b, fn_tensor *x, fn_error *err)
 {
     CHECK(check(b, "l2_normalize", "x", x, x ? x->dtype : FN_F32, 1, 4, err));
-    return b->ops->l2_normalize(b, x, err);
+    PROFILED(b, OP_L2_NORMALIZE, b->ops->l2_normalize(b, x, err));
 }

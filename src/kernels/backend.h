@@ -23,12 +23,18 @@ typedef enum fn_act {
     FN_ACT_GELU, /* the erf form: x/2 (1 + erf(x / sqrt 2)) */
 } fn_act;
 
+/* Which CPU kernels to run; the CPU's own features cap the choice. */
+typedef enum fn_cpu_simd {
+    FN_CPU_PORTABLE = 0, /* plain C (and OpenBLAS) */
+    FN_CPU_AVX2 = 1,     /* AVX2 + FMA */
+    FN_CPU_BEST = 2,     /* AVX-512 where a kernel has it, else AVX2 */
+} fn_cpu_simd;
+
 /*
- * The CPU backend. threads: parallelism of the kernels and of OpenBLAS (0: all
- * online CPUs). simd: 1 uses the AVX2/FMA kernels when the CPU has them, 0
- * forces the portable ones (also forced by FUNNEL_CPU_SIMD=0).
+ * The CPU backend. threads: parallelism of the kernels (0: all online CPUs).
+ * FUNNEL_CPU_SIMD=portable|avx2 in the environment lowers the choice.
  */
-fn_status fn_backend_cpu_new(int threads, int simd, fn_backend **out, fn_error *err);
+fn_status fn_backend_cpu_new(int threads, fn_cpu_simd simd, fn_backend **out, fn_error *err);
 /*
  * The CUDA backend on device ordinal `device`. FN_ERR_UNSUPPORTED with a clear
  * message when funnel was built without CUDA or no GPU is present.
@@ -72,6 +78,15 @@ fn_status fn_tensor_read(const fn_tensor *t, void *host, size_t nbytes, fn_error
  */
 fn_status fn_op_gemm(fn_backend *b, const fn_tensor *a, int trans_a, const fn_tensor *bm,
                      int trans_b, fn_tensor *c, float alpha, float beta, fn_error *err);
+
+/*
+ * A dense layer: out = act(x W^T + bias), x [M, K] (or [.., K]), W [N, K] in
+ * PyTorch's Linear layout, bias [N] or NULL, out [M, N]. Backends may keep a
+ * repacked copy of W made on first use (tensor aux), so W is passed mutable;
+ * writing W drops it.
+ */
+fn_status fn_op_linear(fn_backend *b, const fn_tensor *x, fn_tensor *w, const fn_tensor *bias,
+                       fn_act act, fn_tensor *out, fn_error *err);
 
 /* x[r, :] = act(x[r, :] + bias) for every row; bias [cols] or NULL. */
 fn_status fn_op_bias_act(fn_backend *b, fn_tensor *x, const fn_tensor *bias, fn_act act,

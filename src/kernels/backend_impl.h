@@ -39,13 +39,20 @@ typedef struct fn_backend_ops {
     fn_status (*mean_pool)(fn_backend *b, const fn_tensor *x, const fn_tensor *mask, fn_tensor *out,
                            fn_error *err);
     fn_status (*l2_normalize)(fn_backend *b, fn_tensor *x, fn_error *err);
+    fn_status (*linear)(fn_backend *b, const fn_tensor *x, fn_tensor *w, const fn_tensor *bias,
+                        fn_act act, fn_tensor *out, fn_error *err);
+    /* Frees t->aux (may be NULL when a backend never makes any). */
+    void (*drop_aux)(fn_backend *b, fn_tensor *t);
 } fn_backend_ops;
+
+#define FN_PROFILED_OPS 16
 
 struct fn_backend {
     const fn_backend_ops *ops;
     fn_device device;
     char name[128];
     void *impl;
+    uint64_t prof_ns[FN_PROFILED_OPS], prof_calls[FN_PROFILED_OPS]; /* FUNNEL_OP_PROFILE */
 };
 
 #endif

@@ -58,6 +58,7 @@ fn_tensor fn_tensor_view(const fn_tensor *t, int ndim, const int64_t *dims)
 {
     fn_tensor v = *t;
     v.owns = 0;
+    v.aux = NULL;
     v.ndim = ndim;
     for (int i = 0; i < FN_MAX_DIMS; i++) v.ne[i] = i < ndim ? dims[i] : 1;
     return v;

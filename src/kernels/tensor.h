@@ -37,6 +37,9 @@ typedef struct fn_tensor {
     void *data;
     struct fn_backend *backend; /* where data lives; NULL for host wrappers */
     int owns;                   /* 1: fn_tensor_free releases data (views own nothing) */
+    /* Backend-private data derived from the contents (a weight packed for the CPU's linear
+     * kernel); made on first use, dropped when the tensor is written or freed. */
+    void *aux;
 } fn_tensor;
 
 size_t fn_dtype_size(fn_dtype t);

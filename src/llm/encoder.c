@@ -20,6 +20,7 @@
 #define MAX_LAYERS 64
 
 typedef struct layer {
+    /* Weights in PyTorch's [out, in] layout; the backend may keep packed copies. */
     fn_tensor *wqkv, *bqkv;   /* [3H, H], [3H] */
     fn_tensor *wo, *bo;       /* attention output [H, H], [H] */
     fn_tensor *ln1_g, *ln1_b; /* attention.output.LayerNorm */
@@ -381,16 +382,12 @@ static fn_status forward(fn_encoder *e, int64_t b, int64_t t, fn_error *err)
     TRY(fn_op_layernorm(be, &x, NULL, e->ln_g, e->ln_b, (float)e->cfg.eps, &x, err));
     for (int64_t l = 0; l < e->cfg.layers; l++) {
         const layer *ly = &e->layers[l];
-        TRY(fn_op_gemm(be, &x, 0, ly->wqkv, 1, &qkv, 1, 0, err));
-        TRY(fn_op_bias_act(be, &qkv, ly->bqkv, FN_ACT_NONE, err));
+        TRY(fn_op_linear(be, &x, ly->wqkv, ly->bqkv, FN_ACT_NONE, &qkv, err));
         TRY(fn_op_attention(be, &qkv3, &mask, (int)e->cfg.heads, &att3, err));
-        TRY(fn_op_gemm(be, &att, 0, ly->wo, 1, &tmp, 1, 0, err));
-        TRY(fn_op_bias_act(be, &tmp, ly->bo, FN_ACT_NONE, err));
+        TRY(fn_op_linear(be, &att, ly->wo, ly->bo, FN_ACT_NONE, &tmp, err));
         TRY(fn_op_layernorm(be, &tmp, &x, ly->ln1_g, ly->ln1_b, (float)e->cfg.eps, &x, err));
-        TRY(fn_op_gemm(be, &x, 0, ly->wi, 1, &inter, 1, 0, err));
-        TRY(fn_op_bias_act(be, &inter, ly->bi, FN_ACT_GELU, err));
-        TRY(fn_op_gemm(be, &inter, 0, ly->wo2, 1, &tmp, 1, 0, err));
-        TRY(fn_op_bias_act(be, &tmp, ly->bo2, FN_ACT_NONE, err));
+        TRY(fn_op_linear(be, &x, ly->wi, ly->bi, FN_ACT_GELU, &inter, err));
+        TRY(fn_op_linear(be, &inter, ly->wo2, ly->bo2, FN_ACT_NONE, &tmp, err));
         TRY(fn_op_layernorm(be, &tmp, &x, ly->ln2_g, ly->ln2_b, (float)e->cfg.eps, &x, err));
     }
     TRY(fn_op_mean_pool(be, &x3, &mask, &pooled, err));
@@ -422,7 +419,7 @@ fn_status fn_encoder_load(const char *dir, const fn_encoder_options *opts, fn_en
     const char *dev = o.device ? o.device : "cpu";
     e->dt = FN_F32;
     if (strcmp(dev, "cpu") == 0) {
-        s = fn_backend_cpu_new(o.threads, 1, &e->be, err);
+        s = fn_backend_cpu_new(o.threads, FN_CPU_BEST, &e->be, err);
     } else if (strcmp(dev, "cuda") == 0) {
         s = fn_backend_cuda_new(0, &e->be, err);
         e->dt = o.precision && strcmp(o.precision, "f16") == 0   ? FN_F16

@@ -20,8 +20,8 @@
 #define TOL_F32  1e-5
 #define TOL_HALF 1e-2
 
-static fn_backend *backends[3];
-static const char *backend_labels[3];
+static fn_backend *backends[4];
+static const char *backend_labels[4];
 static int n_backends;
 
 static void setup_backends(void)
@@ -29,12 +29,20 @@ static void setup_backends(void)
     fn_error err = {0};
     n_backends = 0;
     fn_backend *b;
-    ck_assert_int_eq(fn_backend_cpu_new(2, 1, &b, &err), FN_OK);
-    backends[n_backends] = b;
-    backend_labels[n_backends++] = fn_backend_name(b);
-    ck_assert_int_eq(fn_backend_cpu_new(2, 0, &b, &err), FN_OK);
-    backends[n_backends] = b;
-    backend_labels[n_backends++] = fn_backend_name(b);
+    /* Every CPU kernel level this machine has, deduplicated by name. */
+    static const fn_cpu_simd levels[] = {FN_CPU_BEST, FN_CPU_AVX2, FN_CPU_PORTABLE};
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_int_eq(fn_backend_cpu_new(2, levels[i], &b, &err), FN_OK);
+        int dup = 0;
+        for (int k = 0; k < n_backends; k++)
+            dup |= strcmp(backend_labels[k], fn_backend_name(b)) == 0;
+        if (dup) {
+            fn_backend_free(b);
+            continue;
+        }
+        backends[n_backends] = b;
+        backend_labels[n_backends++] = fn_backend_name(b);
+    }
     if (fn_backend_cuda_new(0, &b, &err) == FN_OK) {
         backends[n_backends] = b;
         backend_labels[n_backends++] = fn_backend_name(b);
@@ -141,10 +149,15 @@ static const char *label(int bi, fn_dtype dt)
 }
 
 /* max |got - want| / max |want|; asserts it is within tol. */
-static void expect_close(const char *what, const char *backend, const float *got,
-                         const double *want, size_t n, double tol)
+/*
+ * max |got - want| / max(max |want|, scale) must be within tol. scale is the
+ * size of what was summed (sum of |terms|) where cancellation can make the
+ * result itself small; 0 where it cannot.
+ */
+static void expect_close_scaled(const char *what, const char *backend, const float *got,
+                                const double *want, size_t n, double tol, double scale)
 {
-    double maxref = 1e-30, maxerr = 0;
+    double maxref = scale > 1e-30 ? scale : 1e-30, maxerr = 0;
     size_t worst = 0;
     for (size_t i = 0; i < n; i++) {
         if (fabs(want[i]) > maxref) maxref = fabs(want[i]);
@@ -160,7 +173,32 @@ static void expect_close(const char *what, const char *backend, const float *got
                   maxerr / maxref, worst, n ? got[worst] : 0.0, n ? want[worst] : 0.0);
 }
 
+static void expect_close(const char *what, const char *backend, const float *got,
+                         const double *want, size_t n, double tol)
+{
+    expect_close_scaled(what, backend, got, want, n, tol, 0);
+}
+
 /* ---- gemm ---- */
+
+/* Largest alpha * sum |a b| + beta |c| over the outputs: the size of what gemm sums. */
+static double gemm_scale(const float *a, int ta, const float *b, int tb, const float *c0,
+                         int64_t batch, int64_t m, int64_t n, int64_t k, int64_t sa, int64_t sb,
+                         float alpha, float beta)
+{
+    double best = 0;
+    for (int64_t p = 0; p < batch; p++)
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                double s = 0;
+                for (int64_t l = 0; l < k; l++)
+                    s += fabs(ta ? a[p * sa + l * m + i] : a[p * sa + i * k + l]) *
+                         fabs(tb ? b[p * sb + j * k + l] : b[p * sb + l * n + j]);
+                s = fabs(alpha) * s + fabs(beta) * fabs(c0[(p * m + i) * n + j]);
+                best = s > best ? s : best;
+            }
+    return best;
+}
 
 static void ref_gemm(const float *a, int ta, const float *b, int tb, double *c, const float *c0,
                      int64_t batch, int64_t m, int64_t n, int64_t k, int64_t sa, int64_t sb,
@@ -214,8 +252,10 @@ START_TEST(gemm_all_transposes_and_broadcast)
                         ref_gemm(ha, ta, hb, tb, want, hc, batch, m, n, k, m * k, bcast ? 0 : k * n,
                                  0.75f, 0.5f);
                         float *got = download(c);
-                        expect_close("gemm", label(bi, DT), got, want, (size_t)(batch * m * n),
-                                     tol_of(DT));
+                        double scale = gemm_scale(ha, ta, hb, tb, hc, batch, m, n, k, m * k,
+                                                  bcast ? 0 : k * n, 0.75f, 0.5f);
+                        expect_close_scaled("gemm", label(bi, DT), got, want,
+                                            (size_t)(batch * m * n), tol_of(DT), scale);
                         free(ha), free(hb), free(hc), free(want), free(got);
                         fn_tensor_free(a), fn_tensor_free(b), fn_tensor_free(c);
                     }
@@ -282,6 +322,85 @@ START_TEST(bias_act_relu_gelu)
                 free(hx), free(hb), free(want), free(got);
                 fn_tensor_free(x), fn_tensor_free(b);
             }
+}
+END_TEST
+
+START_TEST(linear_layers)
+{
+    /* M, K, N: tails of every tile size (8/6 rows, 32/16 columns), one row, one column. */
+    static const int64_t shapes[][3] = {{1, 1, 1},    {1, 384, 1536},  {16, 384, 384},
+                                        {7, 37, 33},  {13, 1536, 384}, {70, 64, 100},
+                                        {3, 5, 1153}, {128, 96, 17},   {300, 70, 45}};
+    FOR_BACKEND_DTYPE
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int act = 0; act < 3; act++) {
+            int64_t m = shapes[s][0], k = shapes[s][1], n = shapes[s][2];
+            int64_t dx[2] = {m, k}, dw[2] = {n, k}, dout[2] = {m, n};
+            float *hx = random_floats((size_t)(m * k), 1), *hw = random_floats((size_t)(n * k), 1);
+            float *hb = random_floats((size_t)n, 1);
+            quantize(hx, (size_t)(m * k), DT), quantize(hw, (size_t)(n * k), DT);
+            quantize(hb, (size_t)n, DT);
+            fn_backend *be = backends[bi];
+            fn_tensor *x = upload(be, DT, 2, dx, hx), *w = upload(be, DT, 2, dw, hw);
+            fn_tensor *bias = upload(be, DT, 1, &n, hb), *out = upload(be, DT, 2, dout, NULL);
+            fn_error err = {0};
+            int with_bias = act != 1;
+            ck_assert_msg(fn_op_linear(be, x, w, with_bias ? bias : NULL, (fn_act)act, out, &err) ==
+                              FN_OK,
+                          "%s", err.msg);
+            double *want = malloc((size_t)(m * n) * sizeof *want);
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t o = 0; o < n; o++) {
+                    double sum = with_bias ? hb[o] : 0;
+                    for (int64_t l = 0; l < k; l++) sum += (double)hx[i * k + l] * hw[o * k + l];
+                    want[i * n + o] = ref_act(sum, (fn_act)act);
+                }
+            float *got = download(out);
+            expect_close("linear", label(bi, DT), got, want, (size_t)(m * n), tol_of(DT));
+            /* New weights replace any packed copy of the old ones. */
+            for (int64_t i = 0; i < n * k; i++) hw[i] = -hw[i];
+            fn_tensor_free(w);
+            w = upload(be, DT, 2, dw, hw);
+            ck_assert_int_eq(fn_op_linear(be, x, w, NULL, FN_ACT_NONE, out, &err), FN_OK);
+            free(got);
+            got = download(out);
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t o = 0; o < n; o++) {
+                    double sum = 0;
+                    for (int64_t l = 0; l < k; l++) sum += (double)hx[i * k + l] * hw[o * k + l];
+                    want[i * n + o] = sum;
+                }
+            expect_close("linear (rewritten W)", label(bi, DT), got, want, (size_t)(m * n),
+                         tol_of(DT));
+            free(hx), free(hw), free(hb), free(want), free(got);
+            fn_tensor_free(x), fn_tensor_free(w), fn_tensor_free(bias), fn_tensor_free(out);
+        }
+}
+END_TEST
+
+START_TEST(linear_rewrite_same_tensor)
+{
+    /* Writing into a weight that was already used must drop its packed copy. */
+    fn_backend *be = backends[0];
+    int64_t dx[2] = {2, 3}, dw[2] = {2, 3}, dout[2] = {2, 2};
+    float hx[6] = {1, 2, 3, 4, 5, 6}, w1[6] = {1, 0, 0, 0, 1, 0}, w2[6] = {0, 0, 1, 1, 1, 1};
+    fn_tensor *x = upload(be, FN_F32, 2, dx, hx), *w = upload(be, FN_F32, 2, dw, w1);
+    fn_tensor *out = upload(be, FN_F32, 2, dout, NULL);
+    fn_error err = {0};
+    ck_assert_int_eq(fn_op_linear(be, x, w, NULL, FN_ACT_NONE, out, &err), FN_OK);
+    float *got = download(out);
+    ck_assert(got[0] == 1 && got[1] == 2 && got[2] == 4 && got[3] == 5);
+    free(got);
+    ck_assert_int_eq(fn_tensor_write(w, w2, sizeof w2, &err), FN_OK);
+    ck_assert_int_eq(fn_op_linear(be, x, w, NULL, FN_ACT_NONE, out, &err), FN_OK);
+    got = download(out);
+    ck_assert(got[0] == 3 && got[1] == 6 && got[2] == 6 && got[3] == 15);
+    int64_t dbad[2] = {2, 4};
+    fn_tensor *bad = upload(be, FN_F32, 2, dbad, NULL);
+    ck_assert_int_eq(fn_op_linear(be, x, bad, NULL, FN_ACT_NONE, out, &err), FN_ERR_INVALID);
+    ck_assert_msg(strstr(err.msg, "linear: W must be [out, in]"), "%s", err.msg);
+    free(got);
+    fn_tensor_free(x), fn_tensor_free(w), fn_tensor_free(out), fn_tensor_free(bad);
 }
 END_TEST
 
@@ -596,6 +715,8 @@ Suite *kernels_suite(void)
     tcase_set_timeout(t, 300);
     tcase_add_test(t, gemm_all_transposes_and_broadcast);
     tcase_add_test(t, gemm_2d_and_shape_errors);
+    tcase_add_test(t, linear_layers);
+    tcase_add_test(t, linear_rewrite_same_tensor);
     tcase_add_test(t, bias_act_relu_gelu);
     tcase_add_test(t, gelu_negative_tail_relative);
     tcase_add_test(t, layernorm_with_and_without_residual);

@@ -127,16 +127,117 @@ static FN_AVX2 void task_avx2(const job *j, int64_t b, int64_t h)
     }
 }
 
+/*
+ * AVX-512, head_dim a multiple of 16. Each tile of KT keys is transposed once
+ * into kt[d][KT] and met by QB queries (the whole sequence when it is short),
+ * four queries at a time: a query's KT scores are head_dim broadcast FMAs into
+ * two vectors (no horizontal sums), four queries give eight independent FMA
+ * chains, and the value sum walks the keys with the four queries' running
+ * outputs in registers. The softmax of a tile is two vector exps per query.
+ */
+#define QB 32
+#define KT 32
+#define QG 4
+
+static FN_AVX512 void task_avx512(const job *j, int64_t b, int64_t h)
+{
+    const int32_t *mask = j->mask + b * j->t;
+    const float *base = j->qkv + b * j->t * j->width;
+    const int64_t hd = j->hd, nv = hd / 16;
+    _Alignas(64) float kt[MAX_HEAD_DIM * KT], ps[QG][KT];
+    _Alignas(64) float acc[QB][MAX_HEAD_DIM];
+    float m[QB], l[QB];
+    const __m512 ninf = _mm512_set1_ps(-INFINITY), sc = _mm512_set1_ps(j->scale);
+    for (int64_t q0 = 0; q0 < j->t; q0 += QB) {
+        int64_t qn = j->t - q0 < QB ? j->t - q0 : QB;
+        for (int64_t i = 0; i < qn; i++) {
+            m[i] = -INFINITY, l[i] = 0;
+            memset(acc[i], 0, (size_t)hd * sizeof(float));
+        }
+        for (int64_t j0 = 0; j0 < j->t; j0 += KT) {
+            int64_t n = j->t - j0 < KT ? j->t - j0 : KT;
+            uint32_t valid = 0;
+            for (int64_t k = 0; k < n; k++)
+                if (mask[j0 + k]) valid |= 1u << k;
+            if (!valid) continue; /* a tile of padding */
+            for (int64_t k = 0; k < KT; k++) {
+                const float *key = base + (j0 + k) * j->width + (j->heads + h) * hd;
+                for (int64_t d = 0; d < hd; d++) kt[d * KT + k] = k < n ? key[d] : 0.0f;
+            }
+            const __mmask16 v0 = (__mmask16)(valid & 0xFFFF), v1 = (__mmask16)(valid >> 16);
+            const float *vbase = base + j0 * j->width + (2 * j->heads + h) * hd;
+            for (int64_t i = 0; i < qn; i += QG) {
+                int g = qn - i < QG ? (int)(qn - i) : QG;
+                const float *q[QG];
+                for (int r = 0; r < QG; r++)
+                    q[r] = base + (q0 + i + (r < g ? r : 0)) * j->width + h * hd;
+                __m512 s[QG][2];
+#pragma GCC unroll 4
+                for (int r = 0; r < QG; r++) s[r][0] = s[r][1] = _mm512_setzero_ps();
+                for (int64_t d = 0; d < hd; d++) {
+                    __m512 k0 = _mm512_load_ps(kt + d * KT), k1 = _mm512_load_ps(kt + d * KT + 16);
+#pragma GCC unroll 4
+                    for (int r = 0; r < QG; r++) {
+                        __m512 qd = _mm512_set1_ps(q[r][d]);
+                        s[r][0] = _mm512_fmadd_ps(qd, k0, s[r][0]);
+                        s[r][1] = _mm512_fmadd_ps(qd, k1, s[r][1]);
+                    }
+                }
+                float corr[QG];
+                for (int r = 0; r < g; r++) {
+                    __m512 a0 = _mm512_mask_mul_ps(ninf, v0, s[r][0], sc);
+                    __m512 a1 = _mm512_mask_mul_ps(ninf, v1, s[r][1], sc);
+                    float tmax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+                    float mnew = tmax > m[i + r] ? tmax : m[i + r];
+                    corr[r] = expf(m[i + r] - mnew);
+                    __m512 vm = _mm512_set1_ps(mnew);
+                    __m512 p0 = _mm512_maskz_mov_ps(v0, fn_v_exp512(_mm512_sub_ps(a0, vm)));
+                    __m512 p1 = _mm512_maskz_mov_ps(v1, fn_v_exp512(_mm512_sub_ps(a1, vm)));
+                    l[i + r] = l[i + r] * corr[r] + _mm512_reduce_add_ps(_mm512_add_ps(p0, p1));
+                    _mm512_store_ps(ps[r], p0);
+                    _mm512_store_ps(ps[r] + 16, p1);
+                    m[i + r] = mnew;
+                }
+                for (int r = g; r < QG; r++) corr[r] = 0; /* rows beyond the block: unused */
+                /* acc = acc * corr + sum_k p_k v_k, 16 dims at a time, four queries' sums in
+                   registers across the keys (masked keys have p = 0). */
+                for (int64_t d = 0; d < nv; d++) {
+                    __m512 a[QG];
+#pragma GCC unroll 4
+                    for (int r = 0; r < QG; r++)
+                        a[r] = r < g ? _mm512_mul_ps(_mm512_load_ps(acc[i + r] + 16 * d),
+                                                     _mm512_set1_ps(corr[r]))
+                                     : _mm512_setzero_ps();
+                    for (int64_t k = 0; k < n; k++) {
+                        __m512 vk = _mm512_loadu_ps(vbase + k * j->width + 16 * d);
+#pragma GCC unroll 4
+                        for (int r = 0; r < QG; r++)
+                            a[r] = _mm512_fmadd_ps(_mm512_set1_ps(ps[r][k]), vk, a[r]);
+                    }
+                    for (int r = 0; r < g; r++) _mm512_store_ps(acc[i + r] + 16 * d, a[r]);
+                }
+            }
+        }
+        for (int64_t i = 0; i < qn; i++) {
+            float *o = j->out + (b * j->t + q0 + i) * j->heads * hd + h * hd;
+            float inv = l[i] > 0 ? 1.0f / l[i] : 0.0f;
+            for (int64_t d = 0; d < hd; d++) o[d] = acc[i][d] * inv;
+        }
+    }
+}
+
 typedef struct pjob {
     const job *j;
-    int simd;
+    int simd; /* 0 portable, 1 AVX2, 2 AVX-512 */
 } pjob;
 
 static void run_task(void *ctx, size_t idx)
 {
     const pjob *p = ctx;
     int64_t b = (int64_t)idx / p->j->heads, h = (int64_t)idx % p->j->heads;
-    if (p->simd) {
+    if (p->simd == 2) {
+        task_avx512(p->j, b, h);
+    } else if (p->simd == 1) {
         task_avx2(p->j, b, h);
     } else {
         task_portable(p->j, b, h);
@@ -159,7 +260,7 @@ fn_status fn_cpu_attention(fn_backend *b, const fn_tensor *qkv, const fn_tensor 
         return fn_error_set(err, FN_ERR_UNSUPPORTED, "attention: head dimension %lld exceeds %d",
                             (long long)j.hd, MAX_HEAD_DIM);
     j.scale = 1.0f / sqrtf((float)j.hd);
-    pjob p = {&j, c->simd && j.hd % 8 == 0};
+    pjob p = {&j, c->avx512 && j.hd % 16 == 0 ? 2 : c->simd && j.hd % 8 == 0 ? 1 : 0};
     fn_pool_run(c->pool, (size_t)(qkv->ne[0] * j.heads), run_task, &p);
     return FN_OK;
 }

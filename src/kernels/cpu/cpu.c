@@ -105,9 +105,11 @@ static const fn_backend_ops cpu_ops = {
     .gather = fn_cpu_gather,
     .mean_pool = fn_cpu_mean_pool,
     .l2_normalize = fn_cpu_l2_normalize,
+    .linear = fn_cpu_linear,
+    .drop_aux = fn_cpu_drop_aux,
 };
 
-fn_status fn_backend_cpu_new(int threads, int simd, fn_backend **out, fn_error *err)
+fn_status fn_backend_cpu_new(int threads, fn_cpu_simd simd, fn_backend **out, fn_error *err)
 {
     fn_backend *b = calloc(1, sizeof *b);
     fn_cpu *c = calloc(1, sizeof *c);
@@ -124,9 +126,11 @@ fn_status fn_backend_cpu_new(int threads, int simd, fn_backend **out, fn_error *
     }
     c->threads = fn_pool_threads(c->pool);
     const char *env = getenv("FUNNEL_CPU_SIMD");
-    if (env && strcmp(env, "0") == 0) simd = 0;
-    c->simd = simd && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    c->avx512 = c->simd && __builtin_cpu_supports("avx512f") &&
+    if (env && (strcmp(env, "0") == 0 || strcmp(env, "portable") == 0)) simd = FN_CPU_PORTABLE;
+    if (env && strcmp(env, "avx2") == 0 && simd > FN_CPU_AVX2) simd = FN_CPU_AVX2;
+    c->simd =
+        simd >= FN_CPU_AVX2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    c->avx512 = c->simd && simd == FN_CPU_BEST && __builtin_cpu_supports("avx512f") &&
                 __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
     /* sgemm runs inside our pool (gemm.c splits the work): OpenBLAS's own threads would
        spin against ours. */

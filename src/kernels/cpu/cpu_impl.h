@@ -44,6 +44,9 @@ fn_status fn_cpu_gather(fn_backend *b, const fn_tensor *table, const fn_tensor *
 fn_status fn_cpu_mean_pool(fn_backend *b, const fn_tensor *x, const fn_tensor *mask, fn_tensor *out,
                            fn_error *err);
 fn_status fn_cpu_l2_normalize(fn_backend *b, fn_tensor *x, fn_error *err);
+fn_status fn_cpu_linear(fn_backend *b, const fn_tensor *x, fn_tensor *w, const fn_tensor *bias,
+                        fn_act act, fn_tensor *out, fn_error *err);
+void fn_cpu_drop_aux(fn_backend *b, fn_tensor *t);
 
 /* f32 only for now: other dtypes are refused with this message. */
 fn_status fn_cpu_f32_only(const char *op, const fn_tensor *t, fn_error *err);

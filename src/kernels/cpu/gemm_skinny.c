@@ -64,8 +64,7 @@ static FN_AVX2 void tile_avx2(const job *j, int64_t i0, int mi, int64_t n0, int 
 }
 
 /* AVX-512 has 32 registers: a 4 x 4 tile of 16-lane accumulators. */
-#define MR5       4
-#define FN_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,fma")))
+#define MR5 4
 static FN_AVX512 void tile_avx512(const job *j, int64_t i0, int mi, int64_t n0, int ni)
 {
     __m512 acc[MR5][4];

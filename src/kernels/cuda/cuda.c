@@ -208,6 +208,29 @@ static fn_status cuda_l2_normalize(fn_backend *b, fn_tensor *x, fn_error *err)
     return FN_OK;
 }
 
+/* cuBLAS GEMM against W^T, then one pass for bias and activation. */
+static fn_status cuda_linear(fn_backend *b, const fn_tensor *x, fn_tensor *w, const fn_tensor *bias,
+                             fn_act act, fn_tensor *out, fn_error *err)
+{
+    int64_t m = fn_tensor_rows(x), n = w->ne[0], k = w->ne[1];
+    int64_t da[2] = {m, k}, dc[2] = {m, n};
+    fn_tensor xa = fn_tensor_view(x, 2, da), oc = fn_tensor_view(out, 2, dc);
+    fn_gemm_args g = {.a = &xa,
+                      .b = w,
+                      .c = &oc,
+                      .trans_b = 1,
+                      .batch = 1,
+                      .m = m,
+                      .n = n,
+                      .k = k,
+                      .stride_c = m * n,
+                      .alpha = 1,
+                      .beta = 0};
+    fn_status st = cuda_gemm(b, &g, err);
+    if (st != FN_OK || (!bias && act == FN_ACT_NONE)) return st;
+    return cuda_bias_act(b, &oc, bias, act, err);
+}
+
 static const fn_backend_ops cuda_ops = {
     .alloc = cuda_alloc,
     .release = cuda_release,
@@ -223,6 +246,7 @@ static const fn_backend_ops cuda_ops = {
     .gather = cuda_gather,
     .mean_pool = cuda_mean_pool,
     .l2_normalize = cuda_l2_normalize,
+    .linear = cuda_linear,
 };
 
 fn_status fn_backend_cuda_new(int device, fn_backend **out, fn_error *err)
