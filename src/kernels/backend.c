@@ -129,6 +129,48 @@ fn_status fn_backend_sync(fn_backend *b, fn_error *err)
     return b->ops->sync(b, err);
 }
 
+struct fn_graph {
+    fn_backend *b;
+    void *impl;
+};
+
+fn_status fn_backend_graph_begin(fn_backend *b, fn_error *err)
+{
+    if (!b->ops->graph_begin)
+        return fn_error_set(err, FN_ERR_UNSUPPORTED, "%s: no graphs", b->name);
+    return b->ops->graph_begin(b, err);
+}
+
+fn_status fn_backend_graph_end(fn_backend *b, fn_graph **out, fn_error *err)
+{
+    *out = NULL;
+    if (!b->ops->graph_end) return fn_error_set(err, FN_ERR_UNSUPPORTED, "%s: no graphs", b->name);
+    void *impl = NULL;
+    fn_status st = b->ops->graph_end(b, &impl, err);
+    if (st != FN_OK) return st;
+    fn_graph *g = malloc(sizeof *g);
+    if (!g) {
+        b->ops->graph_free(b, impl);
+        return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+    }
+    g->b = b;
+    g->impl = impl;
+    *out = g;
+    return FN_OK;
+}
+
+fn_status fn_graph_launch(fn_graph *g, fn_error *err)
+{
+    return g->b->ops->graph_launch(g->b, g->impl, err);
+}
+
+void fn_graph_free(fn_graph *g)
+{
+    if (!g) return;
+    g->b->ops->graph_free(g->b, g->impl);
+    free(g);
+}
+
 fn_status fn_tensor_new(fn_backend *b, fn_dtype dt, int ndim, const int64_t *dims, fn_tensor **out,
                         fn_error *err)
 {

@@ -7,7 +7,8 @@
  * Every op checks dtypes, devices and shapes and returns FN_ERR_INVALID with a
  * message naming the op and the mismatch; a backend that cannot run a dtype
  * returns FN_ERR_UNSUPPORTED. Ops are asynchronous on devices that queue work;
- * fn_tensor_read and fn_backend_sync wait for them.
+ * fn_tensor_read and fn_backend_sync wait for them, and report the input
+ * errors the device found meanwhile (a gather id out of range).
  */
 #ifndef FN_BACKEND_H
 #define FN_BACKEND_H
@@ -56,6 +57,20 @@ fn_status fn_backend_sync(fn_backend *b, fn_error *err);
 void fn_kernels_init(char **argv);
 /* The kernel family OpenBLAS runs ("SkylakeX", "Haswell", ...). */
 const char *fn_kernels_blas_core(void);
+
+/*
+ * Graphs: on devices that support them (CUDA), the ops queued between begin
+ * and end are recorded instead of run, and the graph replays them with one
+ * launch; fixed-shape forward passes use this to save the per-op launch
+ * cost. The tensors the ops use must stay allocated while the graph lives.
+ * FN_ERR_UNSUPPORTED on backends without graphs (the CPU): run the ops.
+ */
+typedef struct fn_graph fn_graph;
+fn_status fn_backend_graph_begin(fn_backend *b, fn_error *err);
+/* Ends recording; on failure (or after an op failed while recording) *out is NULL. */
+fn_status fn_backend_graph_end(fn_backend *b, fn_graph **out, fn_error *err);
+fn_status fn_graph_launch(fn_graph *g, fn_error *err);
+void fn_graph_free(fn_graph *g);
 
 /* ---- tensors ---- */
 
@@ -115,7 +130,11 @@ fn_status fn_op_softmax(fn_backend *b, fn_tensor *x, fn_error *err);
 fn_status fn_op_attention(fn_backend *b, const fn_tensor *qkv, const fn_tensor *mask, int n_heads,
                           fn_tensor *out, fn_error *err);
 
-/* out[i, :] = table[ids[i], :] (accumulate: +=). table [V, D], ids int32 [N], out [N, D]. */
+/*
+ * out[i, :] = table[ids[i], :] (accumulate: +=). table [V, D], ids int32 [N],
+ * out [N, D]. An id outside [0, V) is FN_ERR_INVALID naming it: at once on the
+ * CPU (out untouched), at the next sync or read on devices that queue work.
+ */
 fn_status fn_op_gather(fn_backend *b, const fn_tensor *table, const fn_tensor *ids, int accumulate,
                        fn_tensor *out, fn_error *err);
 

@@ -43,6 +43,11 @@ typedef struct fn_backend_ops {
                         fn_act act, fn_tensor *out, fn_error *err);
     /* Frees t->aux (may be NULL when a backend never makes any). */
     void (*drop_aux)(fn_backend *b, fn_tensor *t);
+    /* Graph recording (NULL when unsupported). */
+    fn_status (*graph_begin)(fn_backend *b, fn_error *err);
+    fn_status (*graph_end)(fn_backend *b, void **graph, fn_error *err);
+    fn_status (*graph_launch)(fn_backend *b, void *graph, fn_error *err);
+    void (*graph_free)(fn_backend *b, void *graph);
 } fn_backend_ops;
 
 #define FN_PROFILED_OPS 16

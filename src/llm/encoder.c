@@ -18,6 +18,7 @@
 #include "tokenizer.h"
 
 #define MAX_LAYERS 64
+#define MAX_GRAPHS 32 /* batch shapes kept recorded */
 
 typedef struct layer {
     /* Weights in PyTorch's [out, in] layout; the backend may keep packed copies. */
@@ -50,6 +51,13 @@ struct fn_encoder {
     fn_tensor *ids, *pos_ids, *mask, *x, *qkv, *att, *tmp, *inter, *pooled;
     int32_t *h_ids, *h_pos, *h_mask;
     float *h_pooled;
+    /* Recorded forward passes by batch shape, on devices with graphs (CUDA). */
+    struct {
+        int64_t b, t;
+        fn_graph *g;
+    } graphs[MAX_GRAPHS];
+    size_t n_graphs, next_graph;
+    int no_graphs;    /* the backend has none */
     uint16_t *h_half; /* pooled rows as read from a bf16/f16 device */
 };
 
@@ -300,8 +308,15 @@ static fn_status load_weights(fn_encoder *e, const char *dir, fn_error *err)
 
 /* ---- workspace ----------------------------------------------------------------- */
 
+static void free_graphs(fn_encoder *e)
+{
+    for (size_t i = 0; i < e->n_graphs; i++) fn_graph_free(e->graphs[i].g);
+    e->n_graphs = e->next_graph = 0;
+}
+
 static void free_workspace(fn_encoder *e)
 {
+    free_graphs(e); /* graphs point into the workspace */
     fn_tensor *ts[] = {e->ids, e->pos_ids, e->mask,  e->x,     e->qkv,
                        e->att, e->tmp,     e->inter, e->pooled};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) fn_tensor_free(ts[i]);
@@ -358,8 +373,8 @@ static fn_status reserve(fn_encoder *e, size_t batch, size_t tokens, fn_error *e
         if (s_ != FN_OK) return s_;                                                                \
     } while (0)
 
-/* Runs one padded batch (b texts of t tokens, inputs already in the host arrays). */
-static fn_status forward(fn_encoder *e, int64_t b, int64_t t, fn_error *err)
+/* Queues the forward pass of one padded batch whose inputs are on the device. */
+static fn_status forward_ops(fn_encoder *e, int64_t b, int64_t t, fn_error *err)
 {
     const int64_t h = e->cfg.hidden, n = b * t;
     fn_backend *be = e->be;
@@ -372,11 +387,6 @@ static fn_status forward(fn_encoder *e, int64_t b, int64_t t, fn_error *err)
     fn_tensor att = fn_tensor_view(e->att, 2, d_x), att3 = fn_tensor_view(e->att, 3, d_x3);
     fn_tensor tmp = fn_tensor_view(e->tmp, 2, d_x), inter = fn_tensor_view(e->inter, 2, d_in);
     fn_tensor pooled = fn_tensor_view(e->pooled, 2, d_pool);
-    size_t ib = (size_t)n * sizeof(int32_t);
-    TRY(fn_tensor_write(&ids, e->h_ids, ib, err));
-    TRY(fn_tensor_write(&pos, e->h_pos, ib, err));
-    TRY(fn_tensor_write(&mask, e->h_mask, ib, err));
-
     TRY(fn_op_gather(be, e->word, &ids, 0, &x, err));
     TRY(fn_op_gather(be, e->pos, &pos, 1, &x, err));
     TRY(fn_op_layernorm(be, &x, NULL, e->ln_g, e->ln_b, (float)e->cfg.eps, &x, err));
@@ -393,6 +403,55 @@ static fn_status forward(fn_encoder *e, int64_t b, int64_t t, fn_error *err)
     TRY(fn_op_mean_pool(be, &x3, &mask, &pooled, err));
     if (e->cfg.normalize) TRY(fn_op_l2_normalize(be, &pooled, err));
     return FN_OK;
+}
+
+/*
+ * Runs one padded batch (b texts of t tokens, inputs in the host arrays).
+ * Where the backend records graphs, the pass of each batch shape is recorded
+ * once and replayed with a single launch afterwards (the workspace stays put
+ * until it grows, which drops the graphs).
+ */
+static fn_status forward(fn_encoder *e, int64_t b, int64_t t, fn_error *err)
+{
+    const int64_t n = b * t;
+    size_t ib = (size_t)n * sizeof(int32_t);
+    fn_tensor ids = fn_tensor_view(e->ids, 1, &n), pos = fn_tensor_view(e->pos_ids, 1, &n);
+    fn_tensor mask = fn_tensor_view(e->mask, 1, &n);
+    TRY(fn_tensor_write(&ids, e->h_ids, ib, err));
+    TRY(fn_tensor_write(&pos, e->h_pos, ib, err));
+    TRY(fn_tensor_write(&mask, e->h_mask, ib, err));
+    if (e->no_graphs) return forward_ops(e, b, t, err);
+    for (size_t i = 0; i < e->n_graphs; i++)
+        if (e->graphs[i].b == b && e->graphs[i].t == t) return fn_graph_launch(e->graphs[i].g, err);
+    fn_status s = fn_backend_graph_begin(e->be, err);
+    if (s == FN_ERR_UNSUPPORTED) {
+        e->no_graphs = 1;
+        return forward_ops(e, b, t, err);
+    }
+    if (s != FN_OK) return s;
+    s = forward_ops(e, b, t, err);
+    fn_graph *g = NULL;
+    fn_error end_err = {0};
+    fn_status se = fn_backend_graph_end(e->be, &g, &end_err);
+    if (s != FN_OK) {
+        fn_graph_free(g);
+        return s;
+    }
+    if (se != FN_OK) {
+        *err = end_err;
+        return se;
+    }
+    /* Keep it, replacing the oldest when full. */
+    size_t slot;
+    if (e->n_graphs < MAX_GRAPHS) {
+        slot = e->n_graphs++;
+    } else {
+        slot = e->next_graph;
+        e->next_graph = (e->next_graph + 1) % MAX_GRAPHS;
+        fn_graph_free(e->graphs[slot].g);
+    }
+    e->graphs[slot].b = b, e->graphs[slot].t = t, e->graphs[slot].g = g;
+    return fn_graph_launch(g, err);
 }
 
 /* ---- public -------------------------------------------------------------------- */

@@ -9,6 +9,7 @@
 #include <check.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,6 +157,59 @@ START_TEST(parity_with_sentence_transformers_cuda)
 }
 END_TEST
 
+typedef struct worker_arg {
+    fn_encoder *e;
+    fixture *fx;
+    size_t start, step;
+    const float *want;
+    int mismatches;
+} worker_arg;
+
+static void *encode_worker(void *p)
+{
+    worker_arg *a = p;
+    float v[1024];
+    for (int round = 0; round < 3; round++)
+        for (size_t i = a->start; i < a->fx->n; i += a->step) {
+            fn_error err = {0};
+            if (fn_encoder_encode(a->e, (const char *const *)&a->fx->texts[i], NULL, 1, v, &err) !=
+                    FN_OK ||
+                cosine(v, a->want + i * a->fx->dim, a->fx->dim) < 0.999999)
+                a->mismatches++;
+        }
+    return NULL;
+}
+
+START_TEST(concurrent_callers)
+{
+    char *dir = model_dir();
+    if (!dir) return;
+    if (access(FUNNEL_SOURCE_DIR "/tests/fixtures/embedding_parity.fvecs", R_OK) != 0) {
+        free(dir);
+        return;
+    }
+    fixture fx;
+    load_fixture(&fx);
+    fn_encoder_options o = {.threads = 2};
+    fn_error err = {0};
+    fn_encoder *e;
+    ck_assert_msg(fn_encoder_load(dir, &o, &e, &err) == FN_OK, "%s", err.msg);
+    worker_arg args[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (worker_arg){e, &fx, (size_t)i, 29, fx.vecs, 0};
+        pthread_create(&th[i], NULL, encode_worker, &args[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(args[i].mismatches, 0);
+    }
+    fn_encoder_free(e);
+    fixture_free(&fx);
+    free(dir);
+}
+END_TEST
+
 /* A copy of the model folder with one file replaced, for the damage tests. */
 static char *copy_model(const char *src, const char *replace, const void *data, size_t n)
 {
@@ -261,6 +315,7 @@ Suite *encoder_suite(void)
     tcase_set_timeout(t, 600);
     tcase_add_test(t, parity_with_sentence_transformers_cpu);
     tcase_add_test(t, parity_with_sentence_transformers_cuda);
+    tcase_add_test(t, concurrent_callers);
     suite_add_tcase(s, t);
     t = tcase_create("errors");
     tcase_set_timeout(t, 120);

@@ -13,11 +13,15 @@
 #include "cuda_impl.h"
 #include "kernels/backend_impl.h"
 
+#define BLAS_WORKSPACE (32u << 20)
+
 typedef struct fn_cuda {
     int device;
     cudaStream_t stream;
     cublasHandle_t blas;
-    int32_t *bad_id; /* device scalar for gather's id check */
+    void *blas_workspace; /* fixed, so cuBLAS allocates nothing while a graph records */
+    fn_cuda_fault *fault; /* device: input errors found by kernels */
+    int recording;        /* a graph is being recorded: no synchronisation allowed */
 } fn_cuda;
 
 static fn_cuda *cuda_of(fn_backend *b)
@@ -53,6 +57,18 @@ static fn_status dtype_error(const char *op, fn_dtype t, fn_error *err)
                         fn_dtype_name(t));
 }
 
+/* After a synchronisation: reports (and clears) an input error a kernel recorded. */
+static fn_status check_fault(fn_cuda *c, fn_error *err)
+{
+    fn_cuda_fault f;
+    CU("read fault flag", cudaMemcpy(&f, c->fault, sizeof f, cudaMemcpyDeviceToHost));
+    if (f.pos < 0) return FN_OK;
+    fn_cuda_fault clear = {-1, 0, 0};
+    CU("clear fault flag", cudaMemcpy(c->fault, &clear, sizeof clear, cudaMemcpyHostToDevice));
+    return fn_error_set(err, FN_ERR_INVALID, "gather: id %d at position %d is outside [0, %lld)",
+                        f.id, f.pos, (long long)f.limit);
+}
+
 static fn_status cuda_alloc(fn_backend *b, fn_tensor *t, fn_error *err)
 {
     CU("set device", cudaSetDevice(cuda_of(b)->device));
@@ -68,9 +84,16 @@ static void cuda_release(fn_backend *b, fn_tensor *t)
     t->data = NULL;
 }
 
+static fn_status while_recording(fn_error *err, const char *what)
+{
+    return fn_error_set(err, FN_ERR_INVALID, "cuda: cannot %s while a graph is being recorded",
+                        what);
+}
+
 static fn_status cuda_write(fn_backend *b, fn_tensor *t, const void *host, size_t n, fn_error *err)
 {
     fn_cuda *c = cuda_of(b);
+    if (c->recording) return while_recording(err, "copy to the device");
     CU("copy to device", cudaMemcpyAsync(t->data, host, n, cudaMemcpyHostToDevice, c->stream));
     /* The host buffer may be reused as soon as we return. */
     CU("copy to device", cudaStreamSynchronize(c->stream));
@@ -80,15 +103,17 @@ static fn_status cuda_write(fn_backend *b, fn_tensor *t, const void *host, size_
 static fn_status cuda_read(fn_backend *b, const fn_tensor *t, void *host, size_t n, fn_error *err)
 {
     fn_cuda *c = cuda_of(b);
+    if (c->recording) return while_recording(err, "copy to the host");
     CU("copy to host", cudaMemcpyAsync(host, t->data, n, cudaMemcpyDeviceToHost, c->stream));
     CU("copy to host", cudaStreamSynchronize(c->stream));
-    return FN_OK;
+    return check_fault(c, err);
 }
 
 static fn_status cuda_sync(fn_backend *b, fn_error *err)
 {
+    if (cuda_of(b)->recording) return while_recording(err, "synchronize");
     CU("synchronize", cudaStreamSynchronize(cuda_of(b)->stream));
-    return FN_OK;
+    return check_fault(cuda_of(b), err);
 }
 
 static void cuda_destroy(fn_backend *b)
@@ -96,7 +121,8 @@ static void cuda_destroy(fn_backend *b)
     fn_cuda *c = cuda_of(b);
     if (c) {
         cudaSetDevice(c->device);
-        if (c->bad_id) cudaFree(c->bad_id);
+        if (c->fault) cudaFree(c->fault);
+        if (c->blas_workspace) cudaFree(c->blas_workspace);
         if (c->blas) cublasDestroy(c->blas);
         if (c->stream) cudaStreamDestroy(c->stream);
         free(c);
@@ -166,28 +192,15 @@ static fn_status cuda_attention(fn_backend *b, const fn_tensor *qkv, const fn_te
     return FN_OK;
 }
 
+/* Ids are checked on the device; a bad one is reported at the next sync or read. */
 static fn_status cuda_gather(fn_backend *b, const fn_tensor *table, const fn_tensor *ids,
                              int accumulate, fn_tensor *out, fn_error *err)
 {
     fn_cuda *c = cuda_of(b);
     if (!supported(table->dtype)) return dtype_error("gather", table->dtype, err);
-    int64_t n = fn_tensor_numel(ids);
-    /* Check the ids first, so a bad one leaves out untouched and is reported. */
-    int32_t bad = -1;
-    CU("gather", cudaMemcpyAsync(c->bad_id, &bad, sizeof bad, cudaMemcpyHostToDevice, c->stream));
-    CU("gather", fn_cuda_check_ids(c->stream, ids->data, n, table->ne[0], c->bad_id));
-    CU("gather", cudaMemcpyAsync(&bad, c->bad_id, sizeof bad, cudaMemcpyDeviceToHost, c->stream));
-    CU("gather", cudaStreamSynchronize(c->stream));
-    if (bad >= 0) {
-        int32_t id;
-        CU("gather",
-           cudaMemcpy(&id, (const int32_t *)ids->data + bad, sizeof id, cudaMemcpyDeviceToHost));
-        return fn_error_set(err, FN_ERR_INVALID,
-                            "gather: id %d at position %d is outside [0, %lld)", id, bad,
-                            (long long)table->ne[0]);
-    }
-    CU("gather", fn_cuda_gather(c->stream, table->data, ids->data, n, table->ne[1], accumulate,
-                                out->data, (int)table->dtype));
+    CU("gather",
+       fn_cuda_gather(c->stream, table->data, ids->data, fn_tensor_numel(ids), table->ne[0],
+                      table->ne[1], accumulate, out->data, (int)table->dtype, c->fault));
     return FN_OK;
 }
 
@@ -231,6 +244,40 @@ static fn_status cuda_linear(fn_backend *b, const fn_tensor *x, fn_tensor *w, co
     return cuda_bias_act(b, &oc, bias, act, err);
 }
 
+static fn_status cuda_graph_begin(fn_backend *b, fn_error *err)
+{
+    fn_cuda *c = cuda_of(b);
+    CU("begin graph", cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
+    c->recording = 1;
+    return FN_OK;
+}
+
+static fn_status cuda_graph_end(fn_backend *b, void **graph, fn_error *err)
+{
+    fn_cuda *c = cuda_of(b);
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t exec = NULL;
+    c->recording = 0;
+    CU("end graph", cudaStreamEndCapture(c->stream, &g));
+    cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess) return cuda_fail(err, "instantiate graph", e);
+    *graph = exec;
+    return FN_OK;
+}
+
+static fn_status cuda_graph_launch(fn_backend *b, void *graph, fn_error *err)
+{
+    CU("launch graph", cudaGraphLaunch((cudaGraphExec_t)graph, cuda_of(b)->stream));
+    return FN_OK;
+}
+
+static void cuda_graph_free(fn_backend *b, void *graph)
+{
+    (void)b;
+    if (graph) cudaGraphExecDestroy((cudaGraphExec_t)graph);
+}
+
 static const fn_backend_ops cuda_ops = {
     .alloc = cuda_alloc,
     .release = cuda_release,
@@ -247,6 +294,10 @@ static const fn_backend_ops cuda_ops = {
     .mean_pool = cuda_mean_pool,
     .l2_normalize = cuda_l2_normalize,
     .linear = cuda_linear,
+    .graph_begin = cuda_graph_begin,
+    .graph_end = cuda_graph_end,
+    .graph_launch = cuda_graph_launch,
+    .graph_free = cuda_graph_free,
 };
 
 fn_status fn_backend_cuda_new(int device, fn_backend **out, fn_error *err)
@@ -274,11 +325,18 @@ fn_status fn_backend_cuda_new(int device, fn_backend **out, fn_error *err)
     if ((e = cudaSetDevice(device)) != cudaSuccess ||
         (e = cudaGetDeviceProperties(&prop, device)) != cudaSuccess ||
         (e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess ||
-        (e = cudaMalloc((void **)&c->bad_id, sizeof *c->bad_id)) != cudaSuccess) {
+        (e = cudaMalloc((void **)&c->fault, sizeof *c->fault)) != cudaSuccess ||
+        (e = cudaMalloc(&c->blas_workspace, BLAS_WORKSPACE)) != cudaSuccess) {
         st = cuda_fail(err, "start", e);
     } else if (cublasCreate(&c->blas) != CUBLAS_STATUS_SUCCESS ||
-               cublasSetStream(c->blas, c->stream) != CUBLAS_STATUS_SUCCESS) {
+               cublasSetStream(c->blas, c->stream) != CUBLAS_STATUS_SUCCESS ||
+               cublasSetWorkspace(c->blas, c->blas_workspace, BLAS_WORKSPACE) !=
+                   CUBLAS_STATUS_SUCCESS) {
         st = fn_error_set(err, FN_ERR_INTERNAL, "cuda: cannot start cuBLAS");
+    } else {
+        fn_cuda_fault clear = {-1, 0, 0};
+        if ((e = cudaMemcpy(c->fault, &clear, sizeof clear, cudaMemcpyHostToDevice)) != cudaSuccess)
+            st = cuda_fail(err, "start", e);
     }
     if (st != FN_OK) {
         cuda_destroy(b);

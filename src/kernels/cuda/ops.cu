@@ -222,39 +222,34 @@ extern "C" cudaError_t fn_cuda_attention(cudaStream_t s, const void *qkv, const 
 
 /* ---- gather, mean pool, l2 ---- */
 
-__global__ void k_check_ids(const int32_t *ids, int64_t n, int64_t v, int32_t *bad)
-{
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-         i += (int64_t)gridDim.x * blockDim.x)
-        if (ids[i] < 0 || ids[i] >= v) atomicCAS(bad, -1, (int32_t)i);
-}
-
-extern "C" cudaError_t fn_cuda_check_ids(cudaStream_t s, const int32_t *ids, int64_t n, int64_t v,
-                                         int32_t *bad_index)
-{
-    int blocks = (int)((n + 255) / 256 < 4096 ? (n + 255) / 256 : 4096);
-    k_check_ids<<<blocks > 0 ? blocks : 1, 256, 0, s>>>(ids, n, v, bad_index);
-    return cudaGetLastError();
-}
-
-__global__ void k_gather(const void *table, const int32_t *ids, int64_t n, int64_t d, int acc,
-                         void *out, int dt)
+__global__ void k_gather(const void *table, const int32_t *ids, int64_t n, int64_t v, int64_t d,
+                         int acc, void *out, int dt, fn_cuda_fault *fault)
 {
     for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n * d;
          e += (int64_t)gridDim.x * blockDim.x) {
         int64_t i = e / d, k = e % d;
-        float v = ld(table, (int64_t)ids[i] * d + k, dt);
-        if (acc) v += ld(out, e, dt);
-        st(out, e, v, dt);
+        int32_t id = ids[i];
+        if (id < 0 || id >= v) {
+            if (k == 0 && atomicCAS(&fault->pos, -1, (int32_t)i) == -1) {
+                fault->id = id;
+                fault->limit = v;
+            }
+            id = 0;
+        }
+        float x = ld(table, (int64_t)id * d + k, dt);
+        if (acc) x += ld(out, e, dt);
+        st(out, e, x, dt);
     }
 }
 
 extern "C" cudaError_t fn_cuda_gather(cudaStream_t s, const void *table, const int32_t *ids,
-                                      int64_t n, int64_t d, int accumulate, void *out, int dtype)
+                                      int64_t n, int64_t v, int64_t d, int accumulate, void *out,
+                                      int dtype, fn_cuda_fault *fault)
 {
     int64_t total = n * d;
     int blocks = (int)((total + 255) / 256 < 65535 ? (total + 255) / 256 : 65535);
-    k_gather<<<blocks > 0 ? blocks : 1, 256, 0, s>>>(table, ids, n, d, accumulate, out, dtype);
+    k_gather<<<blocks > 0 ? blocks : 1, 256, 0, s>>>(table, ids, n, v, d, accumulate, out, dtype,
+                                                     fault);
     return cudaGetLastError();
 }
 
