@@ -2,7 +2,8 @@
  * bench_encoder.c - in-process timing of funnel's text encoder, the funnel
  * side of bench/encoder_cpu.py (which runs ONNX Runtime beside it).
  *
- *   bench_encoder --model DIR [--device cpu|cuda] [--threads N] --batch B --tokens T
+ *   bench_encoder --model DIR [--device cpu|cuda] [--precision bf16|f16|f32] [--threads N]
+ *                 --batch B --tokens T
  *                 [--runs R] [--json]
  *
  * Each text is made of T - 2 single-token words, so every sequence is exactly
@@ -28,13 +29,17 @@ static int cmp_double(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     fn_kernels_init(argv);
-    const char *model = NULL, *device = "cpu";
+    const char *model = NULL, *device = "cpu", *precision = NULL;
     int threads = 0, batch = 32, tokens = 32, runs = 50, json = 0, c;
-    static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'},   {"device", required_argument, NULL, 'd'},
-        {"threads", required_argument, NULL, 't'}, {"batch", required_argument, NULL, 'b'},
-        {"tokens", required_argument, NULL, 'n'},  {"runs", required_argument, NULL, 'r'},
-        {"json", no_argument, NULL, 'j'},          {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
+                                         {"device", required_argument, NULL, 'd'},
+                                         {"precision", required_argument, NULL, 'p'},
+                                         {"threads", required_argument, NULL, 't'},
+                                         {"batch", required_argument, NULL, 'b'},
+                                         {"tokens", required_argument, NULL, 'n'},
+                                         {"runs", required_argument, NULL, 'r'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {NULL, 0, NULL, 0}};
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'm':
@@ -42,6 +47,9 @@ int main(int argc, char **argv)
             break;
         case 'd':
             device = optarg;
+            break;
+        case 'p':
+            precision = optarg;
             break;
         case 't':
             threads = atoi(optarg);
@@ -67,7 +75,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_encoder: --model, --batch >= 1, --tokens >= 3 are required\n");
         return 2;
     }
-    fn_encoder_options o = {.device = device, .threads = threads, .max_batch = (size_t)batch};
+    fn_encoder_options o = {
+        .device = device, .precision = precision, .threads = threads, .max_batch = (size_t)batch};
     fn_error err = {0};
     fn_encoder *e;
     if (fn_encoder_load(model, &o, &e, &err) != FN_OK) {
