@@ -15,6 +15,8 @@ static const fn_command commands[] = {
     {"store", "load, read and dump the RocksDB feature store", fn_cmd_store},
     {"demo", "prepare the MovieLens demo data set", fn_cmd_demo},
     {"encode", "embed texts with the transformer encoder", fn_cmd_encode},
+    {"train", "train a CTR model (FM, FFM, DeepFM)", fn_cmd_train},
+    {"eval", "evaluate a CTR model: AUC, log loss, predictions", fn_cmd_eval},
 };
 
 static void usage(FILE *out)

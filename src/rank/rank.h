@@ -1,0 +1,144 @@
+/*
+ * rank.h - the rank stage: click-through-rate models (FM, FFM, DeepFM) over
+ * feature-column triples, their training, scoring, files and metrics.
+ *
+ * Data comes in as (field, index, value) triples: from TFRecord files of
+ * tf.Example through a feature-column spec, or from libffm text. A model is
+ * trained on an in-memory fn_dataset, saved as safetensors (with the model
+ * kind, the spec's SHA-256 and the hyperparameters in __metadata__), and
+ * scores either a dataset (evaluation) or one request's candidates, where the
+ * features shared by every candidate (user, context) are folded in once.
+ */
+#ifndef FN_RANK_H
+#define FN_RANK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/status.h"
+#include "features/columns.h"
+
+/* ---- datasets ---- */
+
+/* Examples as triples in CSR form: example i owns triples[offsets[i] .. offsets[i + 1]). */
+typedef struct fn_dataset {
+    size_t n;
+    float *labels; /* n; 1 positive, 0 negative (libffm's -1 reads as 0) */
+    uint64_t *offsets;
+    fn_feature_triple *triples;
+    uint32_t n_fields;   /* fields in use: max field + 1, or the spec's column count */
+    uint64_t n_features; /* index space: max index + 1, or the spec's size */
+} fn_dataset;
+
+/*
+ * Reads libffm text: one example per line, "label field:index:value ...".
+ * A malformed line is FN_ERR_INVALID naming the file, line and token.
+ */
+fn_status fn_dataset_read_libffm(const char *path, fn_dataset **out, fn_error *err);
+/*
+ * Reads a TFRecord file of tf.Example and applies the feature columns (every
+ * key from the one Example); the label is the first value of label_key.
+ */
+fn_status fn_dataset_read_tfrecord(const char *path, const fn_columns *spec, const char *label_key,
+                                   fn_dataset **out, fn_error *err);
+void fn_dataset_free(fn_dataset *d);
+
+/* ---- metrics ---- */
+
+/* Area under the ROC curve, exact (rank statistic, tied scores count half); NaN if one class. */
+double fn_metric_auc(const float *scores, const float *labels, size_t n);
+/* Mean binary cross-entropy, probabilities clipped to [eps, 1 - eps] with eps = DBL_EPSILON. */
+double fn_metric_logloss(const float *probs, const float *labels, size_t n);
+
+/* ---- models ---- */
+
+typedef enum fn_model_kind {
+    FN_MODEL_FM = 0,
+    FN_MODEL_FFM,
+    FN_MODEL_DEEPFM,
+} fn_model_kind;
+
+typedef struct fn_model fn_model;
+
+#define FN_MAX_HIDDEN 8
+
+typedef struct fn_train_options {
+    fn_model_kind kind;
+    int k;         /* latent factors (FM 8, FFM 4, DeepFM 8 by default) */
+    float lr;      /* learning rate */
+    float l2;      /* L2 regularisation */
+    int epochs;    /* at most this many passes */
+    int patience;  /* stop after this many epochs without a better validation loss */
+    uint64_t seed; /* initialisation and shuffling */
+    int threads;   /* 0: all online CPUs */
+    int normalize; /* FFM: scale each example's values to unit length (libffm -norm) */
+    /* DeepFM */
+    int hidden[FN_MAX_HIDDEN];
+    int n_hidden;
+    int relu; /* 1 ReLU, 0 GELU */
+    float dropout;
+    int batch;          /* mini-batch size */
+    const char *device; /* "cpu" or "cuda" */
+    int progress;       /* draw a progress bar on a terminal */
+} fn_train_options;
+
+/* Defaults for a kind (as documented in `funnel train --help`). */
+fn_train_options fn_train_options_default(fn_model_kind kind);
+const char *fn_model_kind_name(fn_model_kind kind);
+fn_status fn_model_kind_parse(const char *name, fn_model_kind *out);
+
+typedef struct fn_train_report {
+    int epochs_run;
+    int best_epoch;         /* 1-based; the model kept is this epoch's */
+    double best_valid_loss; /* NaN without validation data */
+    double train_loss;      /* of the last epoch */
+    double examples_per_s;
+} fn_train_report;
+
+/*
+ * Trains a model of opts->kind. With valid, each epoch ends with a validation
+ * pass; training stops after `patience` epochs without improvement and the
+ * best epoch's weights are kept. spec_sha256 (NULL for libffm data) is
+ * recorded in the model.
+ */
+fn_status fn_model_train(const fn_train_options *opts, const fn_dataset *train,
+                         const fn_dataset *valid, const char *spec_sha256, fn_model **out,
+                         fn_train_report *report, fn_error *err);
+void fn_model_free(fn_model *m);
+fn_model_kind fn_model_kind_of(const fn_model *m);
+uint32_t fn_model_fields(const fn_model *m);
+uint64_t fn_model_features(const fn_model *m);
+/* The spec hash the model was trained with ("" for libffm data). */
+const char *fn_model_spec_sha256(const fn_model *m);
+
+/* Writes the model as safetensors (temporary file, fsync, rename). */
+fn_status fn_model_save(const fn_model *m, const char *path, fn_error *err);
+/*
+ * Loads a model. expect_spec_sha256 (NULL to skip) must equal the recorded
+ * hash. A truncated file, a tensor of the wrong shape, NaN or infinite
+ * weights, unknown metadata values: FN_ERR_CORRUPT naming the file and what.
+ */
+fn_status fn_model_load(const char *path, const char *expect_spec_sha256, fn_model **out,
+                        fn_error *err);
+
+/* Predicted probabilities for every example of d, in order (threads: 0 = all CPUs). */
+fn_status fn_model_predict(const fn_model *m, const fn_dataset *d, int threads, float *out,
+                           fn_error *err);
+
+/*
+ * One request: triples shared by every candidate (user, context) and each
+ * candidate's own (item, derived). Probabilities go to out[n_cand]. The
+ * shared part's contribution is computed once. Deterministic; safe to call
+ * from several threads on one model.
+ */
+typedef struct fn_score_request {
+    const fn_feature_triple *shared;
+    size_t n_shared;
+    const fn_feature_triple *cand; /* all candidates' triples, one after another */
+    const size_t *cand_offsets;    /* n_cand + 1 */
+    size_t n_cand;
+} fn_score_request;
+
+fn_status fn_model_score(const fn_model *m, const fn_score_request *req, float *out, fn_error *err);
+
+#endif

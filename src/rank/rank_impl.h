@@ -1,0 +1,70 @@
+/*
+ * rank_impl.h - what a model kind implements (fm.c, ffm.c, deepfm.c): a
+ * table of functions behind fn_model. model.c does what every kind shares:
+ * options, dispatch, the safetensors file with its metadata and checks,
+ * parallel prediction over a dataset.
+ */
+#ifndef FN_RANK_IMPL_H
+#define FN_RANK_IMPL_H
+
+#include "common/safetensors.h"
+#include "rank.h"
+
+typedef struct fn_model_ops {
+    fn_model_kind kind;
+    /* 1: model.c may call predict on row ranges from several threads; 0: predict
+       parallelises itself (DeepFM on the kernel layer). */
+    int predict_in_parallel;
+    /* Allocates parameters for m->n_fields, m->n_features and m->hp, initialised from hp.seed. */
+    fn_status (*init)(fn_model *m, fn_error *err);
+    /* Trains the initialised model in place (the best epoch's weights kept). */
+    fn_status (*train)(fn_model *m, const fn_train_options *opts, const fn_dataset *train,
+                       const fn_dataset *valid, fn_train_report *report, fn_error *err);
+    /* Probabilities for examples [row0, row0 + n) of d (one thread; model.c splits rows). */
+    fn_status (*predict)(const fn_model *m, const fn_dataset *d, size_t row0, size_t n, float *out,
+                         fn_error *err);
+    /* One request's candidates, the shared part folded in once. */
+    fn_status (*score)(const fn_model *m, const fn_score_request *req, float *out, fn_error *err);
+    /* Adds the parameter tensors to w (names and shapes documented per kind). */
+    fn_status (*save)(const fn_model *m, fn_safetensors_writer *w, fn_error *err);
+    /* Reads the parameter tensors, checking names and shapes, into an initialised model. */
+    fn_status (*load)(fn_model *m, const fn_safetensors *st, fn_error *err);
+    void (*free)(fn_model *m);
+} fn_model_ops;
+
+struct fn_model {
+    const fn_model_ops *ops;
+    fn_train_options hp; /* hyperparameters; device and progress are not kept */
+    uint32_t n_fields;
+    uint64_t n_features;
+    char spec_sha256[65];
+    void *impl;
+};
+
+extern const fn_model_ops fn_fm_ops;
+extern const fn_model_ops fn_ffm_ops;
+extern const fn_model_ops fn_deepfm_ops;
+
+/* Numerically safe logistic function. */
+static inline float fn_sigmoid(float x)
+{
+    if (x >= 0) {
+        float e = __builtin_expf(-x);
+        return 1.0f / (1.0f + e);
+    }
+    float e = __builtin_expf(x);
+    return e / (1.0f + e);
+}
+
+/*
+ * Checks every float of a loaded tensor is finite; FN_ERR_CORRUPT naming the
+ * file and tensor otherwise. Kinds call it on what they load.
+ */
+fn_status fn_rank_check_finite(const fn_safetensors *st, const fn_st_tensor *t, fn_error *err);
+
+/* A random permutation of [0, n) from seed (training shuffles). */
+void fn_rank_shuffle(size_t *idx, size_t n, uint64_t *state);
+/* Uniform float in [0, 1) from a splitmix64 state. */
+float fn_rank_uniform(uint64_t *state);
+
+#endif
