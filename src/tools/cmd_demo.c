@@ -15,7 +15,7 @@
 #include "demo_data.h"
 
 static const char usage_text[] =
-    "usage: funnel demo --data DIR --out DIR [--json]\n"
+    "usage: funnel demo --data DIR --out DIR [--semantic MODEL_DIR] [--json]\n"
     "       funnel demo --synthetic [--seed N] --out DIR [--json]\n"
     "\n"
     "Converts MovieLens-100k in DIR into the demo data set: users.tfrecord,\n"
@@ -32,9 +32,13 @@ static const char usage_text[] =
     "  --synthetic    generate synthetic data instead of reading MovieLens\n"
     "  --seed N       seed of the synthetic data (default 42); the same seed gives the\n"
     "                 same files\n"
-    "  --json         print the counts as a JSON object\n";
+    "  --json         print the counts as a JSON object\n"
+    "  --semantic DIR also embed item texts with the encoder model in DIR: items get an\n"
+    "                 `embedding`, train/test rows a `user_item_cosine` (item against the\n"
+    "                 user's earlier liked training items), and features-semantic.json\n"
+    "                 adds those columns to the spec\n";
 
-enum { OPT_DATA = 1, OPT_OUT, OPT_SYNTHETIC, OPT_SEED, OPT_JSON, OPT_HELP };
+enum { OPT_DATA = 1, OPT_OUT, OPT_SYNTHETIC, OPT_SEED, OPT_JSON, OPT_SEMANTIC, OPT_HELP };
 
 static const struct option long_opts[] = {
     {"data", required_argument, NULL, OPT_DATA},
@@ -42,6 +46,7 @@ static const struct option long_opts[] = {
     {"synthetic", no_argument, NULL, OPT_SYNTHETIC},
     {"seed", required_argument, NULL, OPT_SEED},
     {"json", no_argument, NULL, OPT_JSON},
+    {"semantic", required_argument, NULL, OPT_SEMANTIC},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -83,7 +88,8 @@ static void print_summary(const fn_demo_data *d, const char *out, const fn_demo_
     fn_buf_free(&b);
 }
 
-static int run(const char *data_dir, const char *out, int synthetic, uint64_t seed, int json)
+static int run(const char *data_dir, const char *out, int synthetic, uint64_t seed, int json,
+               const char *semantic)
 {
     fn_demo_data d;
     fn_demo_summary sum;
@@ -98,6 +104,7 @@ static int run(const char *data_dir, const char *out, int synthetic, uint64_t se
     }
     if (st == FN_OK) st = fn_demo_data_index(&d, &err);
     if (st == FN_OK) st = fn_demo_split(&d, &err);
+    if (st == FN_OK && semantic) st = fn_demo_semantic(&d, semantic, &err);
     if (st == FN_OK) st = fn_demo_write(&d, out, &sum, &err);
     if (st != FN_OK) {
         fn_demo_data_free(&d);
@@ -114,7 +121,7 @@ static int run(const char *data_dir, const char *out, int synthetic, uint64_t se
 
 int fn_cmd_demo(int argc, char **argv)
 {
-    const char *data = NULL, *out = NULL;
+    const char *data = NULL, *out = NULL, *semantic = NULL;
     int synthetic = 0, json = 0, has_seed = 0;
     uint64_t seed = 42;
     optind = 1;
@@ -137,6 +144,9 @@ int fn_cmd_demo(int argc, char **argv)
         case OPT_JSON:
             json = 1;
             break;
+        case OPT_SEMANTIC:
+            semantic = optarg;
+            break;
         case 'h':
         case OPT_HELP:
             fputs(usage_text, stdout);
@@ -153,5 +163,5 @@ int fn_cmd_demo(int argc, char **argv)
     if (data && has_seed)
         return fn_cli_usage_error("demo", "--seed applies to synthetic data only");
     if (!data) warn_synthetic(synthetic ? "--synthetic" : "no --data given", seed, out);
-    return run(data, out, !data, seed, json);
+    return run(data, out, !data, seed, json, semantic);
 }

@@ -21,6 +21,9 @@ void fn_demo_data_free(fn_demo_data *d)
     free(d->users);
     free(d->items);
     free(d->ratings);
+    free(d->item_vecs);
+    free(d->rating_cosine);
+    free(d->has_cosine);
     fn_arena_free(d->strings);
     memset(d, 0, sizeof *d);
 }

@@ -66,6 +66,13 @@ typedef struct fn_demo_data {
     char ratings_file[512];
     char users_file[512];
     char items_file[512];
+    /* Semantic features (fn_demo_semantic), NULL when not asked for: item text embeddings
+       (n_items x vec_dim) and, per rating, the user-item cosine (has_cosine: 0 when the user
+       had no earlier liked item). */
+    float *item_vecs;
+    size_t vec_dim;
+    float *rating_cosine;
+    uint8_t *has_cosine;
 } fn_demo_data;
 
 /* Counts of what fn_demo_write wrote. */
@@ -107,6 +114,14 @@ fn_status fn_demo_data_index(fn_demo_data *d, fn_error *err);
  * 1 or 2 ratings has none in the test set, one with 3 to 7 has one, 20 has 4.
  */
 fn_status fn_demo_split(fn_demo_data *d, fn_error *err);
+
+/*
+ * Embeds each item's text ("title (year) genres") with the encoder in
+ * model_dir and computes, for each rating, the cosine between the item and the
+ * mean embedding of the items the same user rated 4 or more in the training
+ * set strictly earlier. Call after fn_demo_split.
+ */
+fn_status fn_demo_semantic(fn_demo_data *d, const char *model_dir, fn_error *err);
 
 /*
  * Writes users, items, interactions, train and test TFRecord files,

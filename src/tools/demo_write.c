@@ -165,7 +165,12 @@ static fn_status write_items(const fn_demo_data *d, const char *dir, fn_buf *pac
     for (size_t i = 0; st == FN_OK && i < d->n_items; i++) {
         Tensorflow__Features *f;
         Tensorflow__Example *ex = new_example(&f);
-        st = ex ? out_write(&o, ex, add_item(f, &d->items[i], err), packed, err) : oom(err);
+        fn_status built = ex ? add_item(f, &d->items[i], err) : FN_OK;
+        /* The text embedding goes with the item record only, not into every joined row. */
+        if (ex && built == FN_OK && d->item_vecs)
+            built = fn_features_set_floats(f, "embedding", d->item_vecs + i * d->vec_dim,
+                                           d->vec_dim, err);
+        st = ex ? out_write(&o, ex, built, packed, err) : oom(err);
     }
     if (st != FN_OK) {
         out_abort(&o);
@@ -189,6 +194,9 @@ static fn_status joined(Tensorflow__Features *f, const fn_demo_data *d, const fn
     fn_status st = add_user(f, &d->users[r->user], err);
     if (st == FN_OK) st = add_item(f, &d->items[r->item], err);
     if (st == FN_OK) st = add_rating(f, r, err);
+    size_t i = (size_t)(r - d->ratings);
+    if (st == FN_OK && d->has_cosine && d->has_cosine[i])
+        st = fn_features_set_floats(f, "user_item_cosine", &d->rating_cosine[i], 1, err);
     return st;
 }
 
@@ -275,7 +283,8 @@ static void column(fn_buf *b, int *first, const char *name, const char *type, co
     if (source) fn_buf_printf(b, ", \"source\": \"%s\", \"key\": \"%s\"", source, key);
 }
 
-static fn_status spec_json(const fn_demo_data *d, fn_buf *b, size_t *n_columns, fn_error *err)
+static fn_status spec_json(const fn_demo_data *d, int semantic, fn_buf *b, size_t *n_columns,
+                           fn_error *err)
 {
     vocab genders = {0}, occs = {0}, genres = {0};
     int ok = 1;
@@ -336,8 +345,17 @@ static fn_status spec_json(const fn_demo_data *d, fn_buf *b, size_t *n_columns, 
                   CROSS_HASH_BUCKETS);
     column(b, &first, "gender_x_genres", "crossed", NULL, NULL);
     fn_buf_puts(b, ", \"keys\": [\"gender\", \"genres\"], \"hash_bucket_size\": 1000}");
-    fn_buf_puts(b, "\n  ]\n}\n");
     *n_columns = 10;
+    if (semantic) {
+        /* Derived: the cosine between the item's text embedding and the user's earlier liked
+           items (0 when there are none), and its buckets. */
+        column(b, &first, "user_item_cosine", "numeric", "derived", "user_item_cosine");
+        fn_buf_puts(b, "}");
+        column(b, &first, "user_item_cosine_bucket", "bucketized", "derived", "user_item_cosine");
+        fn_buf_puts(b, ", \"boundaries\": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]}");
+        *n_columns += 2;
+    }
+    fn_buf_puts(b, "\n  ]\n}\n");
     free(genders.v), free(occs.v), free(genres.v);
     return b->oom ? oom(err) : FN_OK;
 }
@@ -396,9 +414,15 @@ fn_status fn_demo_write(const fn_demo_data *d, const char *out_dir, fn_demo_summ
     if (st == FN_OK) st = write_ratings(d, out_dir, &b, sum, err);
     if (st == FN_OK) {
         fn_buf_reset(&b);
-        st = spec_json(d, &b, &sum->columns, err);
+        st = spec_json(d, 0, &b, &sum->columns, err);
     }
     if (st == FN_OK) st = write_text(out_dir, "features.json", &b, err);
+    if (st == FN_OK && d->has_cosine) {
+        size_t n;
+        fn_buf_reset(&b);
+        st = spec_json(d, 1, &b, &n, err);
+        if (st == FN_OK) st = write_text(out_dir, "features-semantic.json", &b, err);
+    }
     if (st == FN_OK) {
         fn_buf_reset(&b);
         if (source_txt(d, sum, &b) != FN_OK) st = oom(err);
