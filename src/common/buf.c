@@ -175,16 +175,18 @@ void fn_buf_json_string(fn_buf *b, const char *s, size_t n)
 
 /*
  * Fewest significant digits, from min_prec up, whose "%.*e" form reads back
- * to v as a float32. Fills digits (no dot, no trailing zeros) and the decimal
- * exponent of the first digit. Python's json_format starts at 6 digits, which
- * matters only for subnormals (1.4013e-45, not 1e-45).
+ * to v (as a float32 when is_float, else as a double). Fills digits (no dot,
+ * no trailing zeros) and the decimal exponent of the first digit. Python's
+ * json_format starts floats at 6 digits, which matters only for subnormals
+ * (1.4013e-45, not 1e-45).
  */
-static void float_shortest(float v, int min_prec, char *digits, int *exp10)
+static void shortest_digits(double v, int is_float, int min_prec, char *digits, int *exp10)
 {
     char tmp[64];
-    for (int prec = min_prec; prec <= 9; prec++) {
-        snprintf(tmp, sizeof tmp, "%.*e", prec - 1, (double)v);
-        if ((float)strtod(tmp, NULL) == v) break;
+    for (int prec = min_prec; prec <= (is_float ? 9 : 17); prec++) {
+        snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
+        double back = strtod(tmp, NULL);
+        if (is_float ? (float)back == (float)v : back == v) break;
     }
     /* tmp is "-d.ddde[+-]xx"; collect the digits and the exponent. */
     const char *p = tmp;
@@ -226,61 +228,36 @@ static void put_repr(fn_buf *b, int neg, const char *digits, int e, int force_po
     }
 }
 
-void fn_buf_json_float(fn_buf *b, float v)
+/* NaN, infinities and zeros as json_format writes them; 0 when v is none of those. */
+static int json_special(fn_buf *b, double v)
 {
     if (isnan(v)) {
         fn_buf_puts(b, "\"NaN\"");
-        return;
-    }
-    if (isinf(v)) {
+    } else if (isinf(v)) {
         fn_buf_puts(b, v > 0 ? "\"Infinity\"" : "\"-Infinity\"");
-        return;
-    }
-    if (v == 0.0f) {
+    } else if (v == 0.0) {
         fn_buf_puts(b, signbit(v) ? "-0.0" : "0.0");
-        return;
+    } else {
+        return 0;
     }
-    char digits[32];
-    int e;
-    float_shortest(v, 6, digits, &e);
-    put_repr(b, signbit(v) != 0, digits, e, 1);
+    return 1;
 }
 
-/* Like float_shortest, for a double (up to 17 significant digits). */
-static void double_shortest(double v, char *digits, int *exp10)
+void fn_buf_json_float(fn_buf *b, float v)
 {
-    char tmp[64];
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
-        if (strtod(tmp, NULL) == v) break;
-    }
-    const char *p = tmp;
-    if (*p == '-') p++;
-    int n = 0;
-    for (; *p && *p != 'e'; p++)
-        if (*p >= '0' && *p <= '9') digits[n++] = *p;
-    while (n > 1 && digits[n - 1] == '0') n--;
-    digits[n] = '\0';
-    *exp10 = atoi(p + 1);
+    if (json_special(b, v)) return;
+    char digits[32];
+    int e;
+    shortest_digits(v, 1, 6, digits, &e);
+    put_repr(b, signbit(v) != 0, digits, e, 1);
 }
 
 void fn_buf_json_double(fn_buf *b, double v)
 {
-    if (isnan(v)) {
-        fn_buf_puts(b, "\"NaN\"");
-        return;
-    }
-    if (isinf(v)) {
-        fn_buf_puts(b, v > 0 ? "\"Infinity\"" : "\"-Infinity\"");
-        return;
-    }
-    if (v == 0.0) {
-        fn_buf_puts(b, signbit(v) ? "-0.0" : "0.0");
-        return;
-    }
+    if (json_special(b, v)) return;
     char digits[32];
     int e;
-    double_shortest(v, digits, &e);
+    shortest_digits(v, 0, 1, digits, &e);
     put_repr(b, signbit(v) != 0, digits, e, 1);
 }
 
@@ -300,7 +277,7 @@ void fn_buf_float(fn_buf *b, float v)
     }
     char digits[32];
     int e;
-    float_shortest(v, 1, digits, &e);
+    shortest_digits(v, 1, 1, digits, &e);
     put_repr(b, signbit(v) != 0, digits, e, 0);
 }
 

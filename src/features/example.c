@@ -114,6 +114,24 @@ fn_feature_kind fn_feature_kind_of(const Tensorflow__Feature *f)
     }
 }
 
+fn_status fn_features_first_number(const Tensorflow__Features *fs, const char *key, double *out,
+                                   fn_error *err)
+{
+    const Tensorflow__Feature *f = fn_features_get(fs, key);
+    fn_feature_kind k = fn_feature_kind_of(f);
+    if (fn_feature_size(f) == 0)
+        return fn_error_set(err, FN_ERR_NOT_FOUND, "feature '%s' is missing", key);
+    if (k == FN_FEATURE_FLOAT) {
+        *out = f->float_list->value[0];
+    } else if (k == FN_FEATURE_INT64) {
+        *out = (double)f->int64_list->value[0];
+    } else {
+        return fn_error_set(err, FN_ERR_INVALID, "feature '%s' holds a %s, not a number", key,
+                            fn_feature_kind_name(k));
+    }
+    return FN_OK;
+}
+
 size_t fn_feature_size(const Tensorflow__Feature *f)
 {
     switch (fn_feature_kind_of(f)) {

@@ -56,6 +56,13 @@ const Tensorflow__Feature *fn_features_get(const Tensorflow__Features *f, const 
 const Tensorflow__Features *fn_example_features(const Tensorflow__Example *ex);
 
 fn_feature_kind fn_feature_kind_of(const Tensorflow__Feature *f);
+/*
+ * The first value of a float_list or int64_list feature (labels, ratings).
+ * FN_ERR_NOT_FOUND "feature 'key' is missing" when absent or empty,
+ * FN_ERR_INVALID when it holds bytes.
+ */
+fn_status fn_features_first_number(const Tensorflow__Features *f, const char *key, double *out,
+                                   fn_error *err);
 /* Number of values in the feature's list (0 for none). */
 size_t fn_feature_size(const Tensorflow__Feature *f);
 const char *fn_feature_kind_name(fn_feature_kind k);

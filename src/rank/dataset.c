@@ -148,18 +148,12 @@ fn_status fn_dataset_read_libffm(const char *path, fn_dataset **out, fn_error *e
 static fn_status example_label(const Tensorflow__Example *ex, const char *key, float *out,
                                fn_error *err)
 {
-    const Tensorflow__Feature *f = fn_features_get(fn_example_features(ex), key);
-    fn_feature_kind k = fn_feature_kind_of(f);
-    if (fn_feature_size(f) == 0)
+    double v;
+    fn_status st = fn_features_first_number(fn_example_features(ex), key, &v, err);
+    if (st == FN_ERR_NOT_FOUND) /* a missing label is bad input, not a lookup miss */
         return fn_error_set(err, FN_ERR_INVALID, "label feature '%s' is missing", key);
-    if (k == FN_FEATURE_FLOAT) {
-        *out = f->float_list->value[0] > 0.5f ? 1.0f : 0.0f;
-    } else if (k == FN_FEATURE_INT64) {
-        *out = f->int64_list->value[0] > 0 ? 1.0f : 0.0f;
-    } else {
-        return fn_error_set(err, FN_ERR_INVALID, "label feature '%s' holds a %s, not a number", key,
-                            fn_feature_kind_name(k));
-    }
+    if (st != FN_OK) return fn_error_prefix(err, "label");
+    *out = v > 0.5 ? 1.0f : 0.0f;
     return FN_OK;
 }
 
