@@ -1,0 +1,97 @@
+#!/usr/bin/python3
+"""CTR model speed: funnel's FM, FFM and DeepFM (bench_rank) and the same DeepFM in PyTorch,
+side by side in one run, one thread each.
+
+Inference: one request with 1, 100, 1,000 and 10,000 candidates, 24 fields (8 shared by the
+request, 16 per candidate), one triple per field; candidates per second per core. PyTorch
+scores the candidates as a batch with the shared fields repeated, as a plain DeepFM module
+does (embedding bag per field, FM term, MLP 200-200-1, ReLU), in inference mode.
+Training: funnel's examples/s per thread with 1 and 2 threads.
+
+  bench/ctr_speed.py --funnel-bench build/bench/bench_rank
+"""
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+
+def torch_deepfm(fields, k, hidden, sizes, features):
+    import torch
+    torch.set_num_threads(1)
+
+    class DeepFM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.zeros(1))
+            self.linear = torch.nn.Parameter(torch.randn(features) * 0.01)
+            self.embedding = torch.nn.Parameter(torch.randn(features, k) * 0.01)
+            layers, width = [], fields * k
+            for h in hidden:
+                layers += [torch.nn.Linear(width, h), torch.nn.ReLU()]
+                width = h
+            layers.append(torch.nn.Linear(width, 1))
+            self.mlp = torch.nn.Sequential(*layers)
+
+        def forward(self, idx):  # idx [n, fields], values 1
+            e = self.embedding[idx]  # [n, fields, k]
+            fm = 0.5 * (e.sum(1).pow(2) - e.pow(2).sum(1)).sum(1)
+            lin = self.linear[idx].sum(1)
+            return torch.sigmoid(self.bias + lin + fm + self.mlp(e.flatten(1)).squeeze(1))
+
+    model = DeepFM().eval()
+    per = features // fields
+    rows = []
+    for n in sizes:
+        idx = torch.stack([torch.randint(0, per // 8, (n,)) + f * per for f in range(fields)], 1)
+        runs = 50 if n >= 10000 else 300 if n >= 1000 else 2000
+        with torch.inference_mode():
+            for _ in range(5):
+                model(idx)
+            times = []
+            for _ in range(runs):
+                t = time.perf_counter()
+                model(idx)
+                times.append((time.perf_counter() - t) * 1e3)
+        times.sort()
+        p50 = times[len(times) // 2]
+        rows.append({"candidates": n, "p50_ms": p50, "candidates_per_s": n / (p50 / 1e3)})
+    return {"torch": torch.__version__, "score": rows}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--funnel-bench", default="build/bench/bench_rank")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    out = subprocess.run([args.funnel_bench, "--json"], check=True, capture_output=True,
+                         text=True).stdout
+    funnel = json.loads(out)
+    sizes = [r["candidates"] for r in funnel["models"][0]["score"]]
+    torch = torch_deepfm(funnel["fields"], 8, [200, 200], sizes, 100000)
+    if args.json:
+        print(json.dumps({"funnel": funnel, "pytorch_deepfm": torch}))
+        return 0
+    print("CTR inference, one thread, %d fields (%d shared per request): candidates/s "
+          "(ms per request)" % (funnel["fields"], funnel["shared"]))
+    print("| model | " + " | ".join("%d cand." % n for n in sizes) + " |")
+    print("| --- |" + " ---: |" * len(sizes))
+    for m in funnel["models"]:
+        print("| funnel %s | " % m["model"] + " | ".join(
+            "%.0f (%.3f)" % (r["candidates_per_s"], r["p50_ms"]) for r in m["score"]) + " |")
+    print("| PyTorch %s DeepFM | " % torch["torch"] + " | ".join(
+        "%.0f (%.3f)" % (r["candidates_per_s"], r["p50_ms"]) for r in torch["score"]) + " |")
+    dfm = [m for m in funnel["models"] if m["model"] == "deepfm"]
+    if dfm:
+        print("\nfunnel DeepFM / PyTorch DeepFM: " + ", ".join(
+            "%.1fx at %d" % (a["candidates_per_s"] / b["candidates_per_s"], a["candidates"])
+            for a, b in zip(dfm[0]["score"], torch["score"])))
+    print("\nTraining, examples/s: " + ", ".join(
+        "%s %.0f (1 thread) %.0f (2 threads)" % (m["model"], *m["train_examples_per_s"])
+        for m in funnel["models"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
