@@ -59,12 +59,12 @@ for f in users items interactions train test; do
   cmp -s "$tmp/a/$f.tfrecord" "$tmp/b/$f.tfrecord" || fail "$f.tfrecord differs between runs"
 done
 
-# The spec it writes turns its examples into libffm lines, 10 fields each.
+# The spec it writes turns its examples into libffm lines, 11 fields each.
 expect 0 "" "$funnel" features --spec "$tmp/a/features.json" --input "$tmp/a/train.tfrecord" \
   --limit 100
 [[ $(wc -l <"$tmp/stdout") == 100 ]] || fail "features printed $(wc -l <"$tmp/stdout") lines"
-awk '{ for (i = 2; i <= NF; i++) { split($i, p, ":"); if (p[1] > 9) exit 1 } }' "$tmp/stdout" ||
-  fail "a libffm field beyond the spec's 10 columns"
+awk '{ for (i = 2; i <= NF; i++) { split($i, p, ":"); if (p[1] > 10) exit 1 } }' "$tmp/stdout" ||
+  fail "a libffm field beyond the spec's 11 columns"
 
 # A damaged copy of the data: the error names the file and the line.
 mkdir "$tmp/bad"
