@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +162,7 @@ typedef struct predict_job {
     const fn_dataset *d;
     float *out;
     size_t chunk;
+    pthread_mutex_t lock; /* guards st and err */
     fn_status st;
     fn_error err;
 } predict_job;
@@ -171,10 +173,13 @@ static void predict_task(void *ctx, size_t i)
     size_t r0 = i * j->chunk, n = j->d->n - r0 < j->chunk ? j->d->n - r0 : j->chunk;
     fn_error e = {0};
     fn_status st = j->m->ops->predict(j->m, j->d, r0, n, j->out + r0, &e);
-    if (st != FN_OK && j->st == FN_OK) { /* first error wins; later ones are alike */
+    if (st == FN_OK) return;
+    pthread_mutex_lock(&j->lock);
+    if (j->st == FN_OK) { /* the first error is reported; later ones are alike */
         j->st = st;
         j->err = e;
     }
+    pthread_mutex_unlock(&j->lock);
 }
 
 fn_status fn_model_predict(const fn_model *m, const fn_dataset *d, int threads, float *out,
@@ -187,8 +192,10 @@ fn_status fn_model_predict(const fn_model *m, const fn_dataset *d, int threads, 
     fn_status st = fn_pool_new(threads, &pool, err);
     if (st != FN_OK) return st;
     predict_job j = {.m = m, .d = d, .out = out, .chunk = 4096};
+    pthread_mutex_init(&j.lock, NULL);
     fn_pool_run(pool, (d->n + j.chunk - 1) / j.chunk, predict_task, &j);
     fn_pool_free(pool);
+    pthread_mutex_destroy(&j.lock);
     if (j.st != FN_OK && err) *err = j.err;
     return j.st;
 }
