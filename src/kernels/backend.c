@@ -4,6 +4,7 @@
  */
 #include "backend_impl.h"
 
+#include <math.h>
 #include <stdint.h>
 
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "common/clock.h"
+#include "dropout_mask.h"
 
 static void shape_str(const fn_tensor *t, char *out, size_t cap)
 {
@@ -64,11 +66,17 @@ enum {
     OP_GATHER,
     OP_MEAN_POOL,
     OP_L2_NORMALIZE,
+    OP_COPY,
+    OP_ACT_BACKWARD,
+    OP_SUM_ROWS,
+    OP_DROPOUT,
+    OP_ADAM,
     OP_COUNT
 };
-static const char *op_names[OP_COUNT] = {"gemm",      "linear",    "bias_act",
-                                         "layernorm", "softmax",   "attention",
-                                         "gather",    "mean_pool", "l2_normalize"};
+_Static_assert(OP_COUNT <= FN_PROFILED_OPS, "raise FN_PROFILED_OPS");
+static const char *op_names[OP_COUNT] = {
+    "gemm",      "linear",       "bias_act", "layernorm",    "softmax",  "attention", "gather",
+    "mean_pool", "l2_normalize", "copy",     "act_backward", "sum_rows", "dropout",   "adam"};
 
 static int profiling = -1;
 
@@ -196,10 +204,16 @@ fn_status fn_tensor_new(fn_backend *b, fn_dtype dt, int ndim, const int64_t *dim
     return FN_OK;
 }
 
+/* New contents: whatever a backend derived from the old ones (a packed weight) is stale. */
+static void drop_aux(fn_tensor *t)
+{
+    if (t->aux && t->backend && t->backend->ops->drop_aux) t->backend->ops->drop_aux(t->backend, t);
+}
+
 void fn_tensor_free(fn_tensor *t)
 {
     if (!t) return;
-    if (t->aux && t->backend && t->backend->ops->drop_aux) t->backend->ops->drop_aux(t->backend, t);
+    drop_aux(t);
     if (t->backend && t->owns) t->backend->ops->release(t->backend, t);
     free(t);
 }
@@ -209,7 +223,7 @@ fn_status fn_tensor_write(fn_tensor *t, const void *host, size_t nbytes, fn_erro
     if (nbytes != fn_tensor_nbytes(t))
         return fn_error_set(err, FN_ERR_INVALID, "tensor write: %zu bytes for a tensor of %zu",
                             nbytes, fn_tensor_nbytes(t));
-    if (t->aux && t->backend && t->backend->ops->drop_aux) t->backend->ops->drop_aux(t->backend, t);
+    drop_aux(t);
     if (t->device == FN_DEVICE_CPU) {
         memcpy(t->data, host, nbytes);
         return FN_OK;
@@ -411,4 +425,126 @@ fn_status fn_op_l2_normalize(fn_backend *b, fn_tensor *x, fn_error *err)
 {
     CHECK(check(b, "l2_normalize", "x", x, x ? x->dtype : FN_F32, 1, 4, err));
     PROFILED(b, OP_L2_NORMALIZE, b->ops->l2_normalize(b, x, err));
+}
+
+/* ---- training ops ---- */
+
+/* The training ops compute in f32: half types are valid tensors they do not handle. */
+static fn_status f32_only(const char *op, const char *name, const fn_tensor *t, fn_error *err)
+{
+    if (t->dtype == FN_F32) return FN_OK;
+    if (t->dtype == FN_F16 || t->dtype == FN_BF16)
+        return fn_error_set(err, FN_ERR_UNSUPPORTED, "%s: %s is %s; only f32 is supported", op,
+                            name, fn_dtype_name(t->dtype));
+    char what[64];
+    snprintf(what, sizeof what, "%s must be f32", name);
+    return bad_shape(err, op, what, t);
+}
+
+static fn_status check_act(const char *op, fn_act act, fn_error *err)
+{
+    if (act != FN_ACT_NONE && act != FN_ACT_RELU && act != FN_ACT_GELU)
+        return fn_error_set(err, FN_ERR_INVALID, "%s: unknown activation %d", op, (int)act);
+    return FN_OK;
+}
+
+fn_status fn_op_copy(fn_backend *b, const fn_tensor *src, fn_tensor *dst, fn_error *err)
+{
+    fn_dtype dt = src ? src->dtype : FN_F32;
+    CHECK(check(b, "copy", "src", src, dt, 1, 4, err));
+    CHECK(check(b, "copy", "dst", dst, dt, 1, 4, err));
+    if (fn_tensor_numel(dst) != fn_tensor_numel(src)) {
+        char s[96];
+        shape_str(src, s, sizeof s);
+        char what[160];
+        snprintf(what, sizeof what, "dst must have as many elements as src %s", s);
+        return bad_shape(err, "copy", what, dst);
+    }
+    drop_aux(dst);
+    PROFILED(b, OP_COPY, b->ops->copy(b, src, dst, err));
+}
+
+fn_status fn_op_act_backward(fn_backend *b, const fn_tensor *pre, const fn_tensor *dy, fn_act act,
+                             fn_tensor *dx, fn_error *err)
+{
+    CHECK(check(b, "act_backward", "pre", pre, pre ? pre->dtype : FN_F32, 1, 4, err));
+    CHECK(f32_only("act_backward", "pre", pre, err));
+    CHECK(check(b, "act_backward", "dy", dy, FN_F32, 1, 4, err));
+    CHECK(check(b, "act_backward", "dx", dx, FN_F32, 1, 4, err));
+    if (!same_shape(dy, pre)) return bad_shape(err, "act_backward", "dy must have pre's shape", dy);
+    if (!same_shape(dx, pre)) return bad_shape(err, "act_backward", "dx must have pre's shape", dx);
+    CHECK(check_act("act_backward", act, err));
+    drop_aux(dx);
+    PROFILED(b, OP_ACT_BACKWARD, b->ops->act_backward(b, pre, dy, act, dx, err));
+}
+
+fn_status fn_op_sum_rows(fn_backend *b, const fn_tensor *x, float beta, fn_tensor *out,
+                         fn_error *err)
+{
+    CHECK(check(b, "sum_rows", "x", x, x ? x->dtype : FN_F32, 1, 4, err));
+    CHECK(f32_only("sum_rows", "x", x, err));
+    CHECK(check(b, "sum_rows", "out", out, FN_F32, 1, 1, err));
+    if (out->ne[0] != x->ne[x->ndim - 1])
+        return bad_shape(err, "sum_rows", "out's length must equal the last dimension of x", out);
+    if (!isfinite(beta)) return fn_error_set(err, FN_ERR_INVALID, "sum_rows: beta is not finite");
+    drop_aux(out);
+    PROFILED(b, OP_SUM_ROWS, b->ops->sum_rows(b, x, beta, out, err));
+}
+
+fn_status fn_op_dropout(fn_backend *b, fn_tensor *x, float p, uint64_t seed, fn_error *err)
+{
+    CHECK(check(b, "dropout", "x", x, x ? x->dtype : FN_F32, 1, 4, err));
+    CHECK(f32_only("dropout", "x", x, err));
+    if (!(p >= 0 && p < 1))
+        return fn_error_set(err, FN_ERR_INVALID, "dropout: p is %g, not in [0, 1)", (double)p);
+    if (p == 0) return FN_OK;
+    drop_aux(x);
+    /* Derived here, once, so that every backend draws the same mask and scale. */
+    float scale = (float)(1.0 / (1.0 - (double)p));
+    PROFILED(b, OP_DROPOUT,
+             b->ops->dropout(b, x, fn_dropout_key(seed), fn_dropout_threshold(p), scale, err));
+}
+
+fn_status fn_op_adam(fn_backend *b, fn_tensor *param, const fn_tensor *grad, fn_tensor *m,
+                     fn_tensor *v, const fn_adam *opt, fn_error *err)
+{
+    CHECK(check(b, "adam", "param", param, param ? param->dtype : FN_F32, 1, 4, err));
+    CHECK(f32_only("adam", "param", param, err));
+    CHECK(check(b, "adam", "grad", grad, FN_F32, 1, 4, err));
+    CHECK(check(b, "adam", "m", m, FN_F32, 1, 4, err));
+    CHECK(check(b, "adam", "v", v, FN_F32, 1, 4, err));
+    if (!same_shape(grad, param))
+        return bad_shape(err, "adam", "grad must have param's shape", grad);
+    if (!same_shape(m, param)) return bad_shape(err, "adam", "m must have param's shape", m);
+    if (!same_shape(v, param)) return bad_shape(err, "adam", "v must have param's shape", v);
+    if (m->data == v->data || m->data == param->data || v->data == param->data)
+        return fn_error_set(err, FN_ERR_INVALID, "adam: param, m and v must be distinct tensors");
+    if (!opt) return fn_error_set(err, FN_ERR_INVALID, "adam: the hyperparameters are missing");
+    if (opt->step < 1)
+        return fn_error_set(err, FN_ERR_INVALID, "adam: step is %lld; steps count from 1",
+                            (long long)opt->step);
+    if (!(isfinite(opt->lr) && opt->lr >= 0))
+        return fn_error_set(err, FN_ERR_INVALID, "adam: lr %g is not finite and >= 0",
+                            (double)opt->lr);
+    if (!(opt->beta1 >= 0 && opt->beta1 < 1) || !(opt->beta2 >= 0 && opt->beta2 < 1))
+        return fn_error_set(err, FN_ERR_INVALID, "adam: beta1 %g and beta2 %g must be in [0, 1)",
+                            (double)opt->beta1, (double)opt->beta2);
+    if (!(isfinite(opt->eps) && opt->eps > 0))
+        return fn_error_set(err, FN_ERR_INVALID, "adam: eps %g is not finite and > 0",
+                            (double)opt->eps);
+    if (!(isfinite(opt->l2) && opt->l2 >= 0))
+        return fn_error_set(err, FN_ERR_INVALID, "adam: l2 %g is not finite and >= 0",
+                            (double)opt->l2);
+    double bc1 = 1 - pow(opt->beta1, (double)opt->step);
+    double bc2 = 1 - pow(opt->beta2, (double)opt->step);
+    fn_adam_step s = {.lr_t = (float)(opt->lr / bc1),
+                      .rsqrt_bc2 = (float)(1 / sqrt(bc2)),
+                      .beta1 = opt->beta1,
+                      .beta2 = opt->beta2,
+                      .eps = opt->eps,
+                      .l2 = opt->l2};
+    if (!isfinite(s.lr_t))
+        return fn_error_set(err, FN_ERR_INVALID, "adam: lr / (1 - beta1^step) overflows f32");
+    drop_aux(param);
+    PROFILED(b, OP_ADAM, b->ops->adam(b, param, grad, m, v, &s, err));
 }

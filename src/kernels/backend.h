@@ -145,4 +145,44 @@ fn_status fn_op_mean_pool(fn_backend *b, const fn_tensor *x, const fn_tensor *ma
 /* Each row divided by max(its L2 norm, 1e-12), in place (PyTorch's F.normalize). */
 fn_status fn_op_l2_normalize(fn_backend *b, fn_tensor *x, fn_error *err);
 
+/* ---- training ops (the DeepFM MLP, the reranker) ---- */
+
+/* dst = src (same dtype and element count; shapes may differ). */
+fn_status fn_op_copy(fn_backend *b, const fn_tensor *src, fn_tensor *dst, fn_error *err);
+
+/*
+ * The backward pass of an activation: dx = dy * act'(pre), elementwise, where
+ * pre is the activation's input (before bias_act/linear applied it). dx may
+ * be dy. GELU's derivative is that of the erf form.
+ */
+fn_status fn_op_act_backward(fn_backend *b, const fn_tensor *pre, const fn_tensor *dy, fn_act act,
+                             fn_tensor *dx, fn_error *err);
+
+/* out[j] = beta * out[j] + sum_i x[i, j] over the rows of x [.., N]; out [N] (bias gradients).
+   With beta 0, out is not read (as BLAS: a NaN already there does not spread). */
+fn_status fn_op_sum_rows(fn_backend *b, const fn_tensor *x, float beta, fn_tensor *out,
+                         fn_error *err);
+
+/*
+ * Inverted dropout, in place: each element is zeroed with probability p and
+ * the rest scaled by 1 / (1 - p). Which elements drop is a hash of (seed, the
+ * element's index), the same on every backend, so calling it again with the
+ * same seed on the gradient is the backward pass. p = 0 leaves x as it is.
+ */
+fn_status fn_op_dropout(fn_backend *b, fn_tensor *x, float p, uint64_t seed, fn_error *err);
+
+/*
+ * One Adam step (Kingma and Ba) on f32 tensors of one shape, L2 added to the
+ * gradient: g = grad + l2 param; m = beta1 m + (1 - beta1) g;
+ * v = beta2 v + (1 - beta2) g^2; param -= lr mhat / (sqrt(vhat) + eps) with
+ * mhat = m / (1 - beta1^step), vhat = v / (1 - beta2^step); step is 1-based.
+ * Drops param's repacked copy (aux), as a write does.
+ */
+typedef struct fn_adam {
+    float lr, beta1, beta2, eps, l2;
+    int64_t step;
+} fn_adam;
+fn_status fn_op_adam(fn_backend *b, fn_tensor *param, const fn_tensor *grad, fn_tensor *m,
+                     fn_tensor *v, const fn_adam *opt, fn_error *err);
+
 #endif

@@ -17,6 +17,14 @@ typedef struct fn_gemm_args {
     float alpha, beta;
 } fn_gemm_args;
 
+/* An Adam step as backends run it: the bias corrections folded in, computed in double. */
+typedef struct fn_adam_step {
+    float lr_t;         /* lr / (1 - beta1^step) */
+    float rsqrt_bc2;    /* 1 / sqrt(1 - beta2^step) */
+    float beta1, beta2; /* m = beta1 m + (1 - beta1) g; v likewise with g^2 */
+    float eps, l2;
+} fn_adam_step;
+
 typedef struct fn_backend_ops {
     fn_status (*alloc)(fn_backend *b, fn_tensor *t, fn_error *err);
     void (*release)(fn_backend *b, fn_tensor *t);
@@ -41,6 +49,20 @@ typedef struct fn_backend_ops {
     fn_status (*l2_normalize)(fn_backend *b, fn_tensor *x, fn_error *err);
     fn_status (*linear)(fn_backend *b, const fn_tensor *x, fn_tensor *w, const fn_tensor *bias,
                         fn_act act, fn_tensor *out, fn_error *err);
+    /* Training ops (f32; copy any dtype). */
+    fn_status (*copy)(fn_backend *b, const fn_tensor *src, fn_tensor *dst, fn_error *err);
+    fn_status (*act_backward)(fn_backend *b, const fn_tensor *pre, const fn_tensor *dy, fn_act act,
+                              fn_tensor *dx, fn_error *err);
+    /* beta 0: out is not read (NaN in it does not spread). */
+    fn_status (*sum_rows)(fn_backend *b, const fn_tensor *x, float beta, fn_tensor *out,
+                          fn_error *err);
+    /* Element i becomes 0 when fn_dropout_bits(key, i) < threshold, else x * scale
+       (dropout_mask.h); backend.c derives key, threshold and scale once for every backend. */
+    fn_status (*dropout)(fn_backend *b, fn_tensor *x, uint64_t key, uint32_t threshold, float scale,
+                         fn_error *err);
+    /* param -= lr_t m / (sqrt(v) rsqrt_bc2 + eps) after the moment updates. */
+    fn_status (*adam)(fn_backend *b, fn_tensor *param, const fn_tensor *grad, fn_tensor *m,
+                      fn_tensor *v, const fn_adam_step *s, fn_error *err);
     /* Frees t->aux (may be NULL when a backend never makes any). */
     void (*drop_aux)(fn_backend *b, fn_tensor *t);
     /* Graph recording (NULL when unsupported). */

@@ -8,6 +8,8 @@
  * message otherwise), in f32 and, on CUDA, in bf16 and f16. f32 must agree
  * to 1e-5 and the half types to 1e-2, relative to the largest reference value
  * of the output; references use the inputs rounded to the tested dtype.
+ * The training ops (f32 only) are checked the same way; dropout must draw
+ * exactly the mask of dropout_mask.h on every backend.
  */
 #include <check.h>
 #include <math.h>
@@ -16,6 +18,7 @@
 #include <string.h>
 
 #include "kernels/backend.h"
+#include "kernels/dropout_mask.h"
 
 #define TOL_F32  1e-5
 #define TOL_HALF 1e-2
@@ -703,6 +706,500 @@ START_TEST(half_precision_conversions)
 }
 END_TEST
 
+/* ---- training ops: copy, act_backward, sum_rows, dropout, adam (f32) ---- */
+
+/*
+ * The shapes of the elementwise training tests: one element, odd lengths,
+ * tails of 8, and one large enough to be split over the CPU's threads.
+ */
+static const int64_t train_shapes[][2] = {{1, 1},    {3, 17}, {33, 129},
+                                          {1, 1000}, {7, 9},  {300, 257}};
+#define N_TRAIN_SHAPES (sizeof train_shapes / sizeof train_shapes[0])
+
+static int bits_equal(const float *a, const float *b, size_t n)
+{
+    return memcmp(a, b, n * sizeof *a) == 0;
+}
+
+START_TEST(copy_any_dtype_and_shape)
+{
+    for (int bi = 0; bi < n_backends; bi++) {
+        fn_backend *be = backends[bi];
+        int64_t ds[2] = {3, 17}, dd[1] = {51};
+        float *hx = random_floats(51, 5);
+        fn_tensor *src = upload(be, FN_F32, 2, ds, hx), *dst = upload(be, FN_F32, 1, dd, NULL);
+        fn_error err = {0};
+        ck_assert_msg(fn_op_copy(be, src, dst, &err) == FN_OK, "%s", err.msg);
+        float *got = download(dst);
+        ck_assert_msg(bits_equal(got, hx, 51), "copy on %s changed the values", backend_labels[bi]);
+        /* Any dtype: the bytes move as they are. */
+        int64_t n = 5, d2[2] = {5, 1};
+        int32_t ids[5] = {7, -1, 0, 123456789, 42}, back[5];
+        fn_tensor *a = upload(be, FN_I32, 1, &n, ids), *b = upload(be, FN_I32, 2, d2, NULL);
+        ck_assert_int_eq(fn_op_copy(be, a, b, &err), FN_OK);
+        ck_assert_int_eq(fn_tensor_read(b, back, sizeof back, &err), FN_OK);
+        ck_assert(memcmp(back, ids, sizeof ids) == 0);
+        free(hx), free(got);
+        fn_tensor_free(src), fn_tensor_free(dst), fn_tensor_free(a), fn_tensor_free(b);
+    }
+}
+END_TEST
+
+/* act'(x), and GELU's through its erf form: Phi(x) + x phi(x). */
+static double ref_act_grad(double x, fn_act act)
+{
+    if (act == FN_ACT_RELU) return x > 0 ? 1 : 0;
+    if (act == FN_ACT_GELU)
+        return 0.5 * erfc(-x / sqrt(2.0)) + x * exp(-0.5 * x * x) / sqrt(2 * M_PI);
+    return 1;
+}
+
+START_TEST(act_backward_against_reference)
+{
+    for (int bi = 0; bi < n_backends; bi++)
+        for (size_t s = 0; s < N_TRAIN_SHAPES; s++)
+            for (int act = 0; act < 3; act++)
+                for (int in_place = 0; in_place < 2; in_place++) {
+                    fn_backend *be = backends[bi];
+                    int64_t n = train_shapes[s][0] * train_shapes[s][1];
+                    float *hp = random_floats((size_t)n, 5), *hd = random_floats((size_t)n, 2);
+                    if (n > 3) hp[1] = 0.0f, hp[2] = -0.0f; /* ReLU' at 0 is 0, as PyTorch has it */
+                    fn_tensor *pre = upload(be, FN_F32, 2, train_shapes[s], hp);
+                    fn_tensor *dy = upload(be, FN_F32, 2, train_shapes[s], hd);
+                    fn_tensor *dx = in_place ? dy : upload(be, FN_F32, 2, train_shapes[s], NULL);
+                    fn_error err = {0};
+                    ck_assert_msg(fn_op_act_backward(be, pre, dy, (fn_act)act, dx, &err) == FN_OK,
+                                  "%s", err.msg);
+                    double *want = malloc((size_t)n * sizeof *want);
+                    for (int64_t i = 0; i < n; i++)
+                        want[i] = (double)hd[i] * ref_act_grad(hp[i], (fn_act)act);
+                    float *got = download(dx);
+                    char what[64];
+                    snprintf(what, sizeof what, "act_backward %d %lldx%lld%s", act,
+                             (long long)train_shapes[s][0], (long long)train_shapes[s][1],
+                             in_place ? " in place" : "");
+                    expect_close(what, backend_labels[bi], got, want, (size_t)n, TOL_F32);
+                    free(hp), free(hd), free(want), free(got);
+                    fn_tensor_free(pre), fn_tensor_free(dy);
+                    if (!in_place) fn_tensor_free(dx);
+                }
+}
+END_TEST
+
+static double ref_gelu(double x)
+{
+    return 0.5 * x * (1 + erf(x / sqrt(2.0)));
+}
+
+/* GELU' (reference and every backend) against a central difference of GELU itself. */
+START_TEST(gelu_grad_finite_difference)
+{
+    int64_t n = 241;
+    float hp[241], ones[241];
+    for (int i = 0; i < 241; i++) hp[i] = -6.0f + 0.05f * (float)i, ones[i] = 1;
+    for (int i = 0; i < 241; i++) {
+        double h = 1e-4, fd = (ref_gelu(hp[i] + h) - ref_gelu(hp[i] - h)) / (2 * h);
+        ck_assert_msg(fabs(ref_act_grad(hp[i], FN_ACT_GELU) - fd) < 1e-8,
+                      "GELU'(%g): %.12g vs %.12g", hp[i], ref_act_grad(hp[i], FN_ACT_GELU), fd);
+    }
+    for (int bi = 0; bi < n_backends; bi++) {
+        fn_backend *be = backends[bi];
+        fn_tensor *pre = upload(be, FN_F32, 1, &n, hp), *dy = upload(be, FN_F32, 1, &n, ones);
+        fn_error err = {0};
+        ck_assert_int_eq(fn_op_act_backward(be, pre, dy, FN_ACT_GELU, dy, &err), FN_OK);
+        float *got = download(dy);
+        for (int i = 0; i < 241; i++) {
+            double h = 1e-4, fd = (ref_gelu(hp[i] + h) - ref_gelu(hp[i] - h)) / (2 * h);
+            ck_assert_msg(fabs(got[i] - fd) < 1e-5, "GELU'(%g) on %s: %.9g, difference %.9g", hp[i],
+                          backend_labels[bi], got[i], fd);
+        }
+        free(got);
+        fn_tensor_free(pre), fn_tensor_free(dy);
+    }
+}
+END_TEST
+
+START_TEST(sum_rows_beta_0_and_1)
+{
+    static const int64_t shapes[][2] = {{1, 1},  {3, 17}, {33, 129}, {1000, 3},
+                                        {2, 40}, {5, 16}, {300, 257}};
+    static const float betas[] = {0, 1, 0.5f};
+    for (int bi = 0; bi < n_backends; bi++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (size_t k = 0; k < 3; k++) {
+                fn_backend *be = backends[bi];
+                int64_t rows = shapes[s][0], cols = shapes[s][1];
+                float *hx = random_floats((size_t)(rows * cols), 3);
+                float *ho = random_floats((size_t)cols, 3);
+                float beta = betas[k];
+                fn_tensor *x = upload(be, FN_F32, 2, shapes[s], hx);
+                fn_tensor *out = upload(be, FN_F32, 1, &cols, ho);
+                fn_error err = {0};
+                ck_assert_msg(fn_op_sum_rows(be, x, beta, out, &err) == FN_OK, "%s", err.msg);
+                double *want = malloc((size_t)cols * sizeof *want), scale = 0;
+                for (int64_t j = 0; j < cols; j++) {
+                    double sum = (double)beta * ho[j], mag = fabs(sum);
+                    for (int64_t i = 0; i < rows; i++)
+                        sum += hx[i * cols + j], mag += fabs(hx[i * cols + j]);
+                    want[j] = sum;
+                    scale = mag > scale ? mag : scale;
+                }
+                float *got = download(out);
+                char what[64];
+                snprintf(what, sizeof what, "sum_rows %lldx%lld beta %g", (long long)rows,
+                         (long long)cols, (double)beta);
+                expect_close_scaled(what, backend_labels[bi], got, want, (size_t)cols, TOL_F32,
+                                    scale);
+                free(hx), free(ho), free(want), free(got);
+                fn_tensor_free(x), fn_tensor_free(out);
+            }
+}
+END_TEST
+
+START_TEST(sum_rows_3d_and_beta_0_ignores_out)
+{
+    for (int bi = 0; bi < n_backends; bi++) {
+        fn_backend *be = backends[bi];
+        int64_t dx[3] = {2, 5, 19}, n = 19;
+        float hx[190], ho[19];
+        for (int i = 0; i < 190; i++) hx[i] = (float)(i % 7) - 3;
+        for (int j = 0; j < 19; j++) ho[j] = NAN;
+        fn_tensor *x = upload(be, FN_F32, 3, dx, hx), *out = upload(be, FN_F32, 1, &n, ho);
+        fn_error err = {0};
+        ck_assert_int_eq(fn_op_sum_rows(be, x, 0, out, &err), FN_OK);
+        float *got = download(out);
+        for (int j = 0; j < 19; j++) {
+            double want = 0;
+            for (int r = 0; r < 10; r++) want += hx[r * 19 + j];
+            ck_assert_msg(got[j] == (float)want, "sum_rows 3-D on %s: column %d %g, want %g",
+                          backend_labels[bi], j, got[j], want);
+        }
+        free(got);
+        fn_tensor_free(x), fn_tensor_free(out);
+    }
+}
+END_TEST
+
+/* The mask every backend must draw: element i dropped (1) or kept (0). */
+static unsigned char *ref_dropout_mask(size_t n, float p, uint64_t seed)
+{
+    unsigned char *drop = malloc(n ? n : 1);
+    uint64_t key = fn_dropout_key(seed);
+    uint32_t threshold = fn_dropout_threshold(p);
+    for (size_t i = 0; i < n; i++) drop[i] = fn_dropout_bits(key, i) < threshold;
+    return drop;
+}
+
+/* Values in [1, 2): never zero, so a zero output is a dropped element. */
+static float *positive_floats(size_t n)
+{
+    float *p = random_floats(n, 0.5);
+    for (size_t i = 0; i < n; i++) p[i] += 1.5f;
+    return p;
+}
+
+START_TEST(dropout_p0_is_identity)
+{
+    for (int bi = 0; bi < n_backends; bi++)
+        for (size_t s = 0; s < N_TRAIN_SHAPES; s++) {
+            int64_t n = train_shapes[s][0] * train_shapes[s][1];
+            float *hx = random_floats((size_t)n, 4);
+            fn_tensor *x = upload(backends[bi], FN_F32, 2, train_shapes[s], hx);
+            fn_error err = {0};
+            ck_assert_int_eq(fn_op_dropout(backends[bi], x, 0.0f, 99, &err), FN_OK);
+            float *got = download(x);
+            ck_assert_msg(bits_equal(got, hx, (size_t)n), "dropout p=0 on %s changed x",
+                          backend_labels[bi]);
+            free(hx), free(got);
+            fn_tensor_free(x);
+        }
+}
+END_TEST
+
+/* p = 0.5 on 100k elements: about half drop, the rest double exactly, the mask is the shared one.
+ */
+START_TEST(dropout_half_scales_kept_by_two)
+{
+    int64_t n = 100000;
+    unsigned char *drop = ref_dropout_mask((size_t)n, 0.5f, 12345);
+    for (int bi = 0; bi < n_backends; bi++) {
+        float *hx = positive_floats((size_t)n);
+        fn_tensor *x = upload(backends[bi], FN_F32, 1, &n, hx);
+        fn_error err = {0};
+        ck_assert_int_eq(fn_op_dropout(backends[bi], x, 0.5f, 12345, &err), FN_OK);
+        float *got = download(x);
+        int64_t dropped = 0;
+        for (int64_t i = 0; i < n; i++) {
+            dropped += got[i] == 0;
+            ck_assert_msg(got[i] == (drop[i] ? 0.0f : 2 * hx[i]),
+                          "dropout on %s at %lld: %.9g from %.9g (mask says %s)",
+                          backend_labels[bi], (long long)i, got[i], hx[i],
+                          drop[i] ? "drop" : "keep");
+        }
+        double frac = (double)dropped / (double)n; /* binomial sd 0.0016 */
+        ck_assert_msg(fabs(frac - 0.5) < 0.01, "dropout on %s dropped %.4f", backend_labels[bi],
+                      frac);
+        free(hx), free(got);
+        fn_tensor_free(x);
+    }
+    free(drop);
+}
+END_TEST
+
+START_TEST(dropout_mask_depends_on_seed_only)
+{
+    int64_t n = 100000, d2[2] = {250, 400};
+    float p = 0.3f, scale = (float)(1.0 / (1.0 - (double)p));
+    for (int bi = 0; bi < n_backends; bi++) {
+        fn_backend *be = backends[bi];
+        float *ones = malloc((size_t)n * sizeof *ones);
+        for (int64_t i = 0; i < n; i++) ones[i] = 1;
+        fn_error err = {0};
+        /* The same seed twice, on tensors of different shapes: the same mask. */
+        fn_tensor *a = upload(be, FN_F32, 1, &n, ones), *b = upload(be, FN_F32, 2, d2, ones);
+        fn_tensor *c = upload(be, FN_F32, 1, &n, ones);
+        ck_assert_int_eq(fn_op_dropout(be, a, p, 7, &err), FN_OK);
+        ck_assert_int_eq(fn_op_dropout(be, b, p, 7, &err), FN_OK);
+        ck_assert_int_eq(fn_op_dropout(be, c, p, 8, &err), FN_OK);
+        float *ga = download(a), *gb = download(b), *gc = download(c);
+        ck_assert_msg(bits_equal(ga, gb, (size_t)n), "dropout on %s: seed 7 twice differs",
+                      backend_labels[bi]);
+        int64_t differ = 0, dropped = 0;
+        for (int64_t i = 0; i < n; i++) {
+            differ += (ga[i] == 0) != (gc[i] == 0);
+            dropped += ga[i] == 0;
+            ck_assert(ga[i] == 0 || ga[i] == scale);
+        }
+        /* Independent masks disagree on 2 p (1 - p) = 0.42 of the elements. */
+        ck_assert_msg(differ > n / 3, "dropout on %s: seeds 7 and 8 differ at %lld of %lld",
+                      backend_labels[bi], (long long)differ, (long long)n);
+        ck_assert_msg(fabs((double)dropped / (double)n - p) < 0.01, "dropped %lld",
+                      (long long)dropped);
+        /* The backward pass: the same seed on the gradient drops what the forward pass dropped. */
+        float *hg = random_floats((size_t)n, 3);
+        fn_tensor *g = upload(be, FN_F32, 1, &n, hg);
+        ck_assert_int_eq(fn_op_dropout(be, g, p, 7, &err), FN_OK);
+        float *gg = download(g);
+        for (int64_t i = 0; i < n; i++)
+            ck_assert_msg(gg[i] == (ga[i] == 0 ? 0.0f : hg[i] * scale),
+                          "dropout backward on %s at %lld: %.9g from %.9g", backend_labels[bi],
+                          (long long)i, gg[i], hg[i]);
+        free(ones), free(ga), free(gb), free(gc), free(hg), free(gg);
+        fn_tensor_free(a), fn_tensor_free(b), fn_tensor_free(c), fn_tensor_free(g);
+    }
+}
+END_TEST
+
+/* Odd sizes and several p: every backend draws the shared mask. */
+START_TEST(dropout_matches_shared_mask)
+{
+    static const float ps[] = {0.1f, 0.5f, 0.9f};
+    for (int bi = 0; bi < n_backends; bi++)
+        for (size_t s = 0; s < N_TRAIN_SHAPES; s++)
+            for (size_t k = 0; k < 3; k++) {
+                int64_t n = train_shapes[s][0] * train_shapes[s][1];
+                uint64_t seed = 0xdeadbeefcafef00dull + s;
+                float *hx = positive_floats((size_t)n);
+                unsigned char *drop = ref_dropout_mask((size_t)n, ps[k], seed);
+                float scale = (float)(1.0 / (1.0 - (double)ps[k]));
+                fn_tensor *x = upload(backends[bi], FN_F32, 2, train_shapes[s], hx);
+                fn_error err = {0};
+                ck_assert_int_eq(fn_op_dropout(backends[bi], x, ps[k], seed, &err), FN_OK);
+                float *got = download(x);
+                for (int64_t i = 0; i < n; i++)
+                    ck_assert_msg(got[i] == (drop[i] ? 0.0f : hx[i] * scale),
+                                  "dropout p=%g on %s at %lld: %.9g", (double)ps[k],
+                                  backend_labels[bi], (long long)i, got[i]);
+                free(hx), free(drop), free(got);
+                fn_tensor_free(x);
+            }
+}
+END_TEST
+
+typedef struct ref_adam_state {
+    double *p, *m, *v;
+} ref_adam_state;
+
+/* The contract of backend.h, in double. */
+static void ref_adam(ref_adam_state *r, const float *g, size_t n, const fn_adam *o)
+{
+    double bc1 = 1 - pow(o->beta1, (double)o->step), bc2 = 1 - pow(o->beta2, (double)o->step);
+    for (size_t i = 0; i < n; i++) {
+        double gi = g[i] + (double)o->l2 * r->p[i];
+        r->m[i] = o->beta1 * r->m[i] + (1 - (double)o->beta1) * gi;
+        r->v[i] = o->beta2 * r->v[i] + (1 - (double)o->beta2) * gi * gi;
+        r->p[i] -= o->lr * (r->m[i] / bc1) / (sqrt(r->v[i] / bc2) + o->eps);
+    }
+}
+
+START_TEST(adam_steps_against_reference)
+{
+    /* Steps 1 to 5, then a late step whose bias corrections are about 1. */
+    static const int64_t steps[] = {1, 2, 3, 4, 5, 1000};
+    for (int bi = 0; bi < n_backends; bi++)
+        for (size_t s = 0; s < N_TRAIN_SHAPES; s++) {
+            fn_backend *be = backends[bi];
+            size_t n = (size_t)(train_shapes[s][0] * train_shapes[s][1]);
+            float *hp = random_floats(n, 0.5), *zero = calloc(n, sizeof *zero);
+            ref_adam_state r = {malloc(n * sizeof(double)), calloc(n, sizeof(double)),
+                                calloc(n, sizeof(double))};
+            for (size_t i = 0; i < n; i++) r.p[i] = hp[i];
+            fn_tensor *p = upload(be, FN_F32, 2, train_shapes[s], hp);
+            fn_tensor *m = upload(be, FN_F32, 2, train_shapes[s], zero);
+            fn_tensor *v = upload(be, FN_F32, 2, train_shapes[s], zero);
+            fn_adam opt = {.lr = 0.05f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .l2 = 0.01f};
+            for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+                float *hg = random_floats(n, 1);
+                for (size_t i = 0; i < n; i += 5) hg[i] = 0; /* only L2 moves these */
+                fn_tensor *g = upload(be, FN_F32, 2, train_shapes[s], hg);
+                opt.step = steps[k];
+                fn_error err = {0};
+                ck_assert_msg(fn_op_adam(be, p, g, m, v, &opt, &err) == FN_OK, "%s", err.msg);
+                ref_adam(&r, hg, n, &opt);
+                free(hg);
+                fn_tensor_free(g);
+            }
+            float *gp = download(p), *gm = download(m), *gv = download(v);
+            char what[64];
+            snprintf(what, sizeof what, "adam %lldx%lld", (long long)train_shapes[s][0],
+                     (long long)train_shapes[s][1]);
+            expect_close(what, backend_labels[bi], gp, r.p, n, TOL_F32);
+            expect_close("adam m", backend_labels[bi], gm, r.m, n, TOL_F32);
+            expect_close("adam v", backend_labels[bi], gv, r.v, n, TOL_F32);
+            free(hp), free(zero), free(r.p), free(r.m), free(r.v), free(gp), free(gm), free(gv);
+            fn_tensor_free(p), fn_tensor_free(m), fn_tensor_free(v);
+        }
+}
+END_TEST
+
+/* x W^T against the weights W holds now (read back). */
+static void expect_linear_uses(fn_backend *be, const char *what, const fn_tensor *x, fn_tensor *w,
+                               fn_tensor *out, int64_t rows, int64_t k, int64_t n)
+{
+    fn_error err = {0};
+    ck_assert_int_eq(fn_op_linear(be, x, w, NULL, FN_ACT_NONE, out, &err), FN_OK);
+    float *hx = download(x), *hw = download(w), *got = download(out);
+    double *want = malloc((size_t)(rows * n) * sizeof *want);
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t o = 0; o < n; o++) {
+            double sum = 0;
+            for (int64_t l = 0; l < k; l++) sum += (double)hx[i * k + l] * hw[o * k + l];
+            want[i * n + o] = sum;
+        }
+    expect_close(what, fn_backend_name(be), got, want, (size_t)(rows * n), TOL_F32);
+    free(hx), free(hw), free(got), free(want);
+}
+
+/* Adam and copy change a weight in place: a packed copy of the old one must not be used. */
+START_TEST(adam_and_copy_drop_packed_weights)
+{
+    for (int bi = 0; bi < n_backends; bi++) {
+        fn_backend *be = backends[bi];
+        int64_t dx[2] = {4, 37}, dw[2] = {9, 37}, dout[2] = {4, 9};
+        float *hx = random_floats(4 * 37, 1), *hw = random_floats(9 * 37, 1);
+        float *hg = random_floats(9 * 37, 1), *zero = calloc(9 * 37, sizeof *zero);
+        fn_tensor *x = upload(be, FN_F32, 2, dx, hx), *w = upload(be, FN_F32, 2, dw, hw);
+        fn_tensor *g = upload(be, FN_F32, 2, dw, hg), *m = upload(be, FN_F32, 2, dw, zero);
+        fn_tensor *v = upload(be, FN_F32, 2, dw, zero), *out = upload(be, FN_F32, 2, dout, NULL);
+        expect_linear_uses(be, "linear before adam", x, w, out, 4, 37, 9);
+        fn_adam opt = {.lr = 0.5f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .step = 1};
+        fn_error err = {0};
+        ck_assert_int_eq(fn_op_adam(be, w, g, m, v, &opt, &err), FN_OK);
+        expect_linear_uses(be, "linear after adam", x, w, out, 4, 37, 9);
+        ck_assert_int_eq(fn_op_copy(be, g, w, &err), FN_OK);
+        expect_linear_uses(be, "linear after copy", x, w, out, 4, 37, 9);
+        free(hx), free(hw), free(hg), free(zero);
+        fn_tensor_free(x), fn_tensor_free(w), fn_tensor_free(g), fn_tensor_free(m);
+        fn_tensor_free(v), fn_tensor_free(out);
+    }
+}
+END_TEST
+
+/* call (which passes the macro's `err`) fails with code and a message containing text. */
+#define EXPECT_ERR(call, code, text)                                                               \
+    do {                                                                                           \
+        fn_error e_ = {0};                                                                         \
+        fn_error *err = &e_;                                                                       \
+        ck_assert_int_eq((call), (code));                                                          \
+        ck_assert_msg(strstr(e_.msg, (text)), "message: %s", e_.msg);                              \
+    } while (0)
+
+START_TEST(training_ops_invalid_arguments)
+{
+    fn_backend *be = backends[0];
+    int64_t d34[2] = {3, 4}, d43[2] = {4, 3}, d5 = 5, d4 = 4, d3 = 3;
+    float zero[12] = {0};
+    fn_tensor *a = upload(be, FN_F32, 2, d34, zero), *b = upload(be, FN_F32, 2, d43, zero);
+    fn_tensor *c = upload(be, FN_F32, 2, d34, zero), *e = upload(be, FN_F32, 2, d34, zero);
+    fn_tensor *v5 = upload(be, FN_F32, 1, &d5, NULL), *v4 = upload(be, FN_F32, 1, &d4, NULL);
+    fn_tensor *v3 = upload(be, FN_F32, 1, &d3, NULL), *i12 = upload(be, FN_I32, 2, d34, NULL);
+    fn_tensor *h = upload(be, FN_BF16, 2, d34, NULL);
+
+    EXPECT_ERR(fn_op_copy(be, a, v5, err), FN_ERR_INVALID, "copy: dst must have as many elements");
+    EXPECT_ERR(fn_op_copy(be, a, i12, err), FN_ERR_INVALID, "copy: dst must be f32");
+    EXPECT_ERR(fn_op_copy(be, NULL, a, err), FN_ERR_INVALID, "copy: src is missing");
+
+    EXPECT_ERR(fn_op_act_backward(be, a, b, FN_ACT_RELU, c, err), FN_ERR_INVALID,
+               "act_backward: dy must have pre's shape");
+    EXPECT_ERR(fn_op_act_backward(be, a, c, FN_ACT_RELU, b, err), FN_ERR_INVALID,
+               "act_backward: dx must have pre's shape");
+    EXPECT_ERR(fn_op_act_backward(be, a, c, (fn_act)7, c, err), FN_ERR_INVALID,
+               "act_backward: unknown activation 7");
+    EXPECT_ERR(fn_op_act_backward(be, h, c, FN_ACT_RELU, c, err), FN_ERR_UNSUPPORTED,
+               "act_backward: pre is bf16; only f32");
+    EXPECT_ERR(fn_op_act_backward(be, i12, c, FN_ACT_RELU, c, err), FN_ERR_INVALID,
+               "act_backward: pre must be f32");
+    EXPECT_ERR(fn_op_act_backward(be, a, NULL, FN_ACT_RELU, c, err), FN_ERR_INVALID,
+               "act_backward: dy is missing");
+
+    EXPECT_ERR(fn_op_sum_rows(be, a, 0, v3, err), FN_ERR_INVALID,
+               "sum_rows: out's length must equal the last dimension of x");
+    EXPECT_ERR(fn_op_sum_rows(be, a, 0, c, err), FN_ERR_INVALID, "sum_rows: out must have 1 to 1");
+    EXPECT_ERR(fn_op_sum_rows(be, a, NAN, v4, err), FN_ERR_INVALID, "sum_rows: beta is not finite");
+    EXPECT_ERR(fn_op_sum_rows(be, h, 0, v4, err), FN_ERR_UNSUPPORTED, "only f32");
+
+    EXPECT_ERR(fn_op_dropout(be, a, 1.0f, 1, err), FN_ERR_INVALID,
+               "dropout: p is 1, not in [0, 1)");
+    EXPECT_ERR(fn_op_dropout(be, a, -0.1f, 1, err), FN_ERR_INVALID, "not in [0, 1)");
+    EXPECT_ERR(fn_op_dropout(be, a, NAN, 1, err), FN_ERR_INVALID, "not in [0, 1)");
+    EXPECT_ERR(fn_op_dropout(be, NULL, 0.5f, 1, err), FN_ERR_INVALID, "dropout: x is missing");
+    EXPECT_ERR(fn_op_dropout(be, i12, 0.5f, 1, err), FN_ERR_INVALID, "dropout: x must be f32");
+
+    fn_adam ok = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .step = 1};
+    fn_adam bad = ok;
+    EXPECT_ERR(fn_op_adam(be, a, b, c, e, &ok, err), FN_ERR_INVALID,
+               "adam: grad must have param's shape");
+    EXPECT_ERR(fn_op_adam(be, a, c, v5, e, &ok, err), FN_ERR_INVALID,
+               "adam: m must have param's shape");
+    EXPECT_ERR(fn_op_adam(be, a, c, e, b, &ok, err), FN_ERR_INVALID,
+               "adam: v must have param's shape");
+    EXPECT_ERR(fn_op_adam(be, a, c, e, e, &ok, err), FN_ERR_INVALID, "must be distinct");
+    EXPECT_ERR(fn_op_adam(be, a, c, b, NULL, &ok, err), FN_ERR_INVALID, "adam: v is missing");
+    EXPECT_ERR(fn_op_adam(be, h, c, e, b, &ok, err), FN_ERR_UNSUPPORTED, "adam: param is bf16");
+    fn_tensor *f = upload(be, FN_F32, 2, d34, zero);
+    EXPECT_ERR(fn_op_adam(be, a, c, e, f, NULL, err), FN_ERR_INVALID,
+               "adam: the hyperparameters are missing");
+    bad.step = 0;
+    EXPECT_ERR(fn_op_adam(be, a, c, e, f, &bad, err), FN_ERR_INVALID, "adam: step is 0");
+    bad = ok, bad.lr = NAN;
+    EXPECT_ERR(fn_op_adam(be, a, c, e, f, &bad, err), FN_ERR_INVALID, "adam: lr nan");
+    bad = ok, bad.beta1 = 1;
+    EXPECT_ERR(fn_op_adam(be, a, c, e, f, &bad, err), FN_ERR_INVALID, "must be in [0, 1)");
+    bad = ok, bad.beta2 = -0.5f;
+    EXPECT_ERR(fn_op_adam(be, a, c, e, f, &bad, err), FN_ERR_INVALID, "must be in [0, 1)");
+    bad = ok, bad.eps = 0;
+    EXPECT_ERR(fn_op_adam(be, a, c, e, f, &bad, err), FN_ERR_INVALID, "adam: eps 0");
+    bad = ok, bad.l2 = INFINITY;
+    EXPECT_ERR(fn_op_adam(be, a, c, e, f, &bad, err), FN_ERR_INVALID, "adam: l2 inf");
+    fn_error err = {0};
+    ck_assert_msg(fn_op_adam(be, a, c, e, f, &ok, &err) == FN_OK, "%s", err.msg);
+
+    fn_tensor_free(a), fn_tensor_free(b), fn_tensor_free(c), fn_tensor_free(e);
+    fn_tensor_free(f), fn_tensor_free(v5), fn_tensor_free(v4), fn_tensor_free(v3);
+    fn_tensor_free(i12), fn_tensor_free(h);
+}
+END_TEST
+
 Suite *kernels_suite(void)
 {
     fn_error err = {0};
@@ -731,6 +1228,22 @@ Suite *kernels_suite(void)
     tcase_add_test(t, attention_shape_errors);
     tcase_add_test(t, gather_and_accumulate);
     tcase_add_test(t, mean_pool_masked);
+    suite_add_tcase(s, t);
+    t = tcase_create("training");
+    tcase_add_checked_fixture(t, setup_backends, teardown_backends);
+    tcase_set_timeout(t, 300);
+    tcase_add_test(t, training_ops_invalid_arguments);
+    tcase_add_test(t, copy_any_dtype_and_shape);
+    tcase_add_test(t, act_backward_against_reference);
+    tcase_add_test(t, gelu_grad_finite_difference);
+    tcase_add_test(t, sum_rows_beta_0_and_1);
+    tcase_add_test(t, sum_rows_3d_and_beta_0_ignores_out);
+    tcase_add_test(t, dropout_p0_is_identity);
+    tcase_add_test(t, dropout_half_scales_kept_by_two);
+    tcase_add_test(t, dropout_mask_depends_on_seed_only);
+    tcase_add_test(t, dropout_matches_shared_mask);
+    tcase_add_test(t, adam_steps_against_reference);
+    tcase_add_test(t, adam_and_copy_drop_packed_weights);
     suite_add_tcase(s, t);
     t = tcase_create("tensor");
     tcase_add_test(t, half_precision_conversions);

@@ -106,6 +106,11 @@ static const fn_backend_ops cpu_ops = {
     .mean_pool = fn_cpu_mean_pool,
     .l2_normalize = fn_cpu_l2_normalize,
     .linear = fn_cpu_linear,
+    .copy = fn_cpu_copy,
+    .act_backward = fn_cpu_act_backward,
+    .sum_rows = fn_cpu_sum_rows,
+    .dropout = fn_cpu_dropout,
+    .adam = fn_cpu_adam,
     .drop_aux = fn_cpu_drop_aux,
 };
 

@@ -47,6 +47,16 @@ fn_status fn_cpu_l2_normalize(fn_backend *b, fn_tensor *x, fn_error *err);
 fn_status fn_cpu_linear(fn_backend *b, const fn_tensor *x, fn_tensor *w, const fn_tensor *bias,
                         fn_act act, fn_tensor *out, fn_error *err);
 void fn_cpu_drop_aux(fn_backend *b, fn_tensor *t);
+/* train_ops.c */
+fn_status fn_cpu_copy(fn_backend *b, const fn_tensor *src, fn_tensor *dst, fn_error *err);
+fn_status fn_cpu_act_backward(fn_backend *b, const fn_tensor *pre, const fn_tensor *dy, fn_act act,
+                              fn_tensor *dx, fn_error *err);
+fn_status fn_cpu_sum_rows(fn_backend *b, const fn_tensor *x, float beta, fn_tensor *out,
+                          fn_error *err);
+fn_status fn_cpu_dropout(fn_backend *b, fn_tensor *x, uint64_t key, uint32_t threshold, float scale,
+                         fn_error *err);
+fn_status fn_cpu_adam(fn_backend *b, fn_tensor *param, const fn_tensor *grad, fn_tensor *m,
+                      fn_tensor *v, const fn_adam_step *s, fn_error *err);
 
 /* f32 only for now: other dtypes are refused with this message. */
 fn_status fn_cpu_f32_only(const char *op, const fn_tensor *t, fn_error *err);

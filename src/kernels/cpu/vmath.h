@@ -1,6 +1,7 @@
 /*
- * vmath.h - AVX2/FMA vector math for the CPU kernels: exp, and GELU through
- * erfc so that its relative error stays small for negative inputs too.
+ * vmath.h - AVX2/FMA vector math for the CPU kernels: exp, and GELU (and its
+ * derivative) through erfc so that its relative error stays small for
+ * negative inputs too.
  *
  * exp: Cody-Waite range reduction and a degree-6 polynomial, relative error
  * about 2 ulp over [-87, 88]. erfc: the Chebyshev fit of Numerical Recipes
@@ -64,6 +65,19 @@ static inline FN_AVX2 __m256 fn_v_gelu(__m256 x)
     __m256 factor =
         _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(1.0f), half_erfc), half_erfc, neg);
     return _mm256_mul_ps(x, factor);
+}
+
+/* GELU's derivative (erf form): Phi(x) + x phi(x), Phi through erfc as in fn_v_gelu. */
+static inline FN_AVX2 __m256 fn_v_gelu_grad(__m256 x)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 z = _mm256_mul_ps(_mm256_andnot_ps(sign, x), _mm256_set1_ps(0.70710678118654752f));
+    __m256 half_erfc = _mm256_mul_ps(fn_v_erfc_pos(z), _mm256_set1_ps(0.5f));
+    __m256 neg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
+    __m256 cdf = _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(1.0f), half_erfc), half_erfc, neg);
+    __m256 pdf = _mm256_mul_ps(fn_v_exp(_mm256_mul_ps(_mm256_mul_ps(x, x), _mm256_set1_ps(-0.5f))),
+                               _mm256_set1_ps(0.39894228040143268f));
+    return _mm256_fmadd_ps(x, pdf, cdf);
 }
 
 static inline FN_AVX2 float fn_v_hsum(__m256 v)

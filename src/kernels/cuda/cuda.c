@@ -244,6 +244,51 @@ static fn_status cuda_linear(fn_backend *b, const fn_tensor *x, fn_tensor *w, co
     return cuda_bias_act(b, &oc, bias, act, err);
 }
 
+/* ---- training ops ---- */
+
+/* Any dtype: the bytes move on the stream, so graphs can record copies too. */
+static fn_status cuda_copy(fn_backend *b, const fn_tensor *src, fn_tensor *dst, fn_error *err)
+{
+    if (src->data == dst->data) return FN_OK;
+    CU("copy", cudaMemcpyAsync(dst->data, src->data, fn_tensor_nbytes(src),
+                               cudaMemcpyDeviceToDevice, cuda_of(b)->stream));
+    return FN_OK;
+}
+
+static fn_status cuda_act_backward(fn_backend *b, const fn_tensor *pre, const fn_tensor *dy,
+                                   fn_act act, fn_tensor *dx, fn_error *err)
+{
+    if (act == FN_ACT_NONE) return cuda_copy(b, dy, dx, err);
+    CU("act_backward", fn_cuda_act_backward(cuda_of(b)->stream, pre->data, dy->data, dx->data,
+                                            fn_tensor_numel(pre), (int)act));
+    return FN_OK;
+}
+
+static fn_status cuda_sum_rows(fn_backend *b, const fn_tensor *x, float beta, fn_tensor *out,
+                               fn_error *err)
+{
+    CU("sum_rows", fn_cuda_sum_rows(cuda_of(b)->stream, x->data, beta, out->data, fn_tensor_rows(x),
+                                    x->ne[x->ndim - 1]));
+    return FN_OK;
+}
+
+static fn_status cuda_dropout(fn_backend *b, fn_tensor *x, uint64_t key, uint32_t threshold,
+                              float scale, fn_error *err)
+{
+    CU("dropout",
+       fn_cuda_dropout(cuda_of(b)->stream, x->data, fn_tensor_numel(x), key, threshold, scale));
+    return FN_OK;
+}
+
+static fn_status cuda_adam(fn_backend *b, fn_tensor *param, const fn_tensor *grad, fn_tensor *m,
+                           fn_tensor *v, const fn_adam_step *s, fn_error *err)
+{
+    fn_cuda_adam_args a = {s->lr_t, s->rsqrt_bc2, s->beta1, s->beta2, s->eps, s->l2};
+    CU("adam", fn_cuda_adam(cuda_of(b)->stream, param->data, grad->data, m->data, v->data,
+                            fn_tensor_numel(param), a));
+    return FN_OK;
+}
+
 static fn_status cuda_graph_begin(fn_backend *b, fn_error *err)
 {
     fn_cuda *c = cuda_of(b);
@@ -294,6 +339,11 @@ static const fn_backend_ops cuda_ops = {
     .mean_pool = cuda_mean_pool,
     .l2_normalize = cuda_l2_normalize,
     .linear = cuda_linear,
+    .copy = cuda_copy,
+    .act_backward = cuda_act_backward,
+    .sum_rows = cuda_sum_rows,
+    .dropout = cuda_dropout,
+    .adam = cuda_adam,
     .graph_begin = cuda_graph_begin,
     .graph_end = cuda_graph_end,
     .graph_launch = cuda_graph_launch,

@@ -37,6 +37,22 @@ cudaError_t fn_cuda_mean_pool(cudaStream_t s, const void *x, const int32_t *mask
                               int64_t batch, int64_t t, int64_t d, int dtype);
 cudaError_t fn_cuda_l2_normalize(cudaStream_t s, void *x, int64_t rows, int64_t d, int dtype);
 
+/* Training ops (train_ops.cu), f32 only; act is an fn_act. */
+cudaError_t fn_cuda_act_backward(cudaStream_t s, const float *pre, const float *dy, float *dx,
+                                 int64_t n, int act);
+/* out[j] = beta out[j] + sum over rows of x[r, j]; beta 0 does not read out. */
+cudaError_t fn_cuda_sum_rows(cudaStream_t s, const float *x, float beta, float *out, int64_t rows,
+                             int64_t cols);
+/* The mask rule of dropout_mask.h: element i drops when fn_dropout_bits(key, i) < threshold. */
+cudaError_t fn_cuda_dropout(cudaStream_t s, float *x, int64_t n, uint64_t key, uint32_t threshold,
+                            float scale);
+/* fn_adam_step of backend_impl.h, which this header does not include. */
+typedef struct fn_cuda_adam_args {
+    float lr_t, rsqrt_bc2, beta1, beta2, eps, l2;
+} fn_cuda_adam_args;
+cudaError_t fn_cuda_adam(cudaStream_t s, float *param, const float *grad, float *m, float *v,
+                         int64_t n, fn_cuda_adam_args a);
+
 #ifdef __cplusplus
 }
 #endif
