@@ -563,13 +563,7 @@ static fn_status load(fn_model *m, const fn_safetensors *st, fn_error *err)
 {
     ffm *f = m->impl;
     int64_t shape[3] = {(int64_t)f->n, (int64_t)f->m, (int64_t)f->k};
-    const fn_st_tensor *t;
-    fn_status s = fn_safetensors_expect(st, "embedding", FN_ST_F32, 3, shape, &t, err);
-    if (s == FN_ERR_NOT_FOUND) s = FN_ERR_CORRUPT; /* a model file without its weights */
-    if (s == FN_OK) s = fn_rank_check_finite(st, t, err);
-    if (s == FN_OK) memcpy(f->W, t->data, t->nbytes);
-    if (s != FN_OK && err) err->code = s;
-    return s;
+    return fn_rank_load_f32(st, "embedding", 3, shape, f->W, err);
 }
 
 const fn_model_ops fn_ffm_ops = {.kind = FN_MODEL_FFM,

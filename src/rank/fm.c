@@ -353,22 +353,11 @@ static fn_status save(const fn_model *m, fn_safetensors_writer *w, fn_error *err
 static fn_status load(fn_model *m, const fn_safetensors *st, fn_error *err)
 {
     fm *f = m->impl;
-    static const char *names[3] = {"bias", "linear", "embedding"};
-    int64_t shapes[3][2] = {{1, 0}, {(int64_t)f->n, 0}, {(int64_t)f->n, f->k}};
-    const int ndim[3] = {1, 1, 2};
-    float *dst[3] = {f->P, f->P + f->lin_off, f->P + f->emb_off};
-    for (int i = 0; i < 3; i++) {
-        const fn_st_tensor *t;
-        fn_status s = fn_safetensors_expect(st, names[i], FN_ST_F32, ndim[i], shapes[i], &t, err);
-        if (s == FN_ERR_NOT_FOUND) s = FN_ERR_CORRUPT; /* a model file without its weights */
-        if (s == FN_OK) s = fn_rank_check_finite(st, t, err);
-        if (s != FN_OK) {
-            if (err) err->code = s;
-            return s;
-        }
-        memcpy(dst[i], t->data, t->nbytes);
-    }
-    return FN_OK;
+    int64_t one = 1, n = (int64_t)f->n, nk[2] = {(int64_t)f->n, f->k};
+    fn_status s = fn_rank_load_f32(st, "bias", 1, &one, f->P, err);
+    if (s == FN_OK) s = fn_rank_load_f32(st, "linear", 1, &n, f->P + f->lin_off, err);
+    if (s == FN_OK) s = fn_rank_load_f32(st, "embedding", 2, nk, f->P + f->emb_off, err);
+    return s;
 }
 
 const fn_model_ops fn_fm_ops = {.kind = FN_MODEL_FM,

@@ -402,6 +402,21 @@ fn_status fn_rank_check_finite(const fn_safetensors *st, const fn_st_tensor *t, 
     return FN_OK;
 }
 
+fn_status fn_rank_load_f32(const fn_safetensors *st, const char *name, int ndim,
+                           const int64_t *shape, float *dst, fn_error *err)
+{
+    const fn_st_tensor *t;
+    fn_status s = fn_safetensors_expect(st, name, FN_ST_F32, ndim, shape, &t, err);
+    if (s == FN_ERR_NOT_FOUND) s = FN_ERR_CORRUPT;
+    if (s == FN_OK) s = fn_rank_check_finite(st, t, err);
+    if (s != FN_OK) {
+        if (err) err->code = s;
+        return s;
+    }
+    memcpy(dst, t->data, t->nbytes);
+    return FN_OK;
+}
+
 static uint64_t splitmix(uint64_t *s)
 {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);

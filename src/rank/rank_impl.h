@@ -61,6 +61,13 @@ static inline float fn_sigmoid(float x)
  * file and tensor otherwise. Kinds call it on what they load.
  */
 fn_status fn_rank_check_finite(const fn_safetensors *st, const fn_st_tensor *t, fn_error *err);
+/*
+ * Copies tensor `name` of a model file into dst after checking it is F32 of
+ * the given shape with every value finite; a missing tensor is FN_ERR_CORRUPT
+ * (a model file without its weights).
+ */
+fn_status fn_rank_load_f32(const fn_safetensors *st, const char *name, int ndim,
+                           const int64_t *shape, float *dst, fn_error *err);
 
 /* A random permutation of [0, n) from seed (training shuffles). */
 void fn_rank_shuffle(size_t *idx, size_t n, uint64_t *state);
