@@ -229,12 +229,14 @@ static fn_status mlp_backward(trainer *t, int64_t nb, fn_error *err)
     return st;
 }
 
-static inline void adam_host(float *p, float *g, float *m, float *v, float l2, float lr_t)
+/* Adam as fn_op_adam computes it: c1 = 1 - beta1^step, c2 = 1 - beta2^step. */
+static inline void adam_host(float *p, float *g, float *m, float *v, float l2, float lr, float c1,
+                             float c2)
 {
     float gg = *g + l2 * *p;
     *m = ADAM_BETA1 * *m + (1 - ADAM_BETA1) * gg;
     *v = ADAM_BETA2 * *v + (1 - ADAM_BETA2) * gg * gg;
-    *p -= lr_t * *m / (sqrtf(*v) + ADAM_EPS);
+    *p -= lr * (*m / c1) / (sqrtf(*v / c2) + ADAM_EPS);
     *g = 0;
 }
 
@@ -276,20 +278,20 @@ static fn_status sparse_backward(trainer *t, const fn_dataset *d, const size_t *
             for (size_t c = 0; c < k; c++) gv[c] += xv * (g * (S[c] - v[c] * xv) + de[c]);
         }
     }
-    const double b1 = 1.0 - pow(ADAM_BETA1, (double)t->step),
-                 b2 = 1.0 - pow(ADAM_BETA2, (double)t->step);
-    const float lr_t = (float)(t->o->lr * sqrt(b2) / b1), l2 = t->o->l2;
+    const float c1 = (float)(1.0 - pow(ADAM_BETA1, (double)t->step)),
+                c2 = (float)(1.0 - pow(ADAM_BETA2, (double)t->step)), lr = t->o->lr,
+                l2 = t->o->l2;
     /* The bias (no L2, as FM's) is in every example. */
-    adam_host(&f->P[0], &t->gP[0], &t->mP[0], &t->vP[0], 0.0f, lr_t);
+    adam_host(&f->P[0], &t->gP[0], &t->mP[0], &t->vP[0], 0.0f, lr, c1, c2);
     float *mw = t->mP + f->lin_off, *vw = t->vP + f->lin_off;
     float *mV = t->mP + f->emb_off, *vV = t->vP + f->emb_off;
     for (size_t q = 0; q < t->n_touched; q++) {
         uint64_t j = t->touched[q];
         t->mark[j] = 0;
-        adam_host(&w[j], &gw[j], &mw[j], &vw[j], l2, lr_t);
+        adam_host(&w[j], &gw[j], &mw[j], &vw[j], l2, lr, c1, c2);
         for (size_t c = 0; c < k; c++) {
             size_t o = (size_t)j * k + c;
-            adam_host(&V[o], &gV[o], &mV[o], &vV[o], l2, lr_t);
+            adam_host(&V[o], &gV[o], &mV[o], &vV[o], l2, lr, c1, c2);
         }
     }
     return FN_OK;

@@ -10,3 +10,10 @@ add_test(NAME integration.metrics_sklearn
          COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_metrics_sklearn.py
                  --funnel ${FUNNEL_BIN} --data ${FUNNEL_DATA_DIR})
 set_tests_properties(integration.metrics_sklearn PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
+
+# DeepFM against PyTorch: a PyTorch-trained model scores the same in funnel, and funnel's
+# training steps are PyTorch's (python3-torch).
+add_test(NAME integration.deepfm_torch
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_deepfm_torch.py
+                 --funnel ${FUNNEL_BIN} --data ${FUNNEL_DATA_DIR})
+set_tests_properties(integration.deepfm_torch PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
