@@ -17,6 +17,7 @@ static const fn_command commands[] = {
     {"encode", "embed texts with the transformer encoder", fn_cmd_encode},
     {"train", "train a CTR model (FM, FFM, DeepFM)", fn_cmd_train},
     {"eval", "evaluate a CTR model: AUC, log loss, predictions", fn_cmd_eval},
+    {"index", "build and measure ANN indexes (FAISS): recall@k, queries/s", fn_cmd_index},
 };
 
 static void usage(FILE *out)

@@ -1,0 +1,169 @@
+/*
+ * recall.h - the recall stage: approximate nearest neighbours over item
+ * vectors through FAISS's C API (the faiss/c_api headers, FAISS 1.7.3 built with
+ * AVX2 by scripts/build-faiss), plus the .fvecs/.ivecs files of ANN benchmarks.
+ *
+ * An fn_ann is one FAISS index built by factory string ("HNSW32,Flat",
+ * "IVF1024,Flat", "IVF256,PQ48", "Flat", ...) with inner product as metric,
+ * wrapped in an IndexIDMap2 so that vectors carry caller-chosen int64 ids.
+ * Vectors are L2-normalised on the way in (adds, training and queries), so
+ * scores are cosine similarities.
+ *
+ * Contract:
+ *  - Ids are non-negative int64 (FAISS uses -1 for "no result"); an id is in
+ *    the index at most once. Deleting an id leaves a tombstone: the vector
+ *    stays in the FAISS index but is filtered out of every result (searches
+ *    over-fetch, doubling k, until k live results come back or the index is
+ *    exhausted). A tombstoned id cannot be added again until fn_ann_rebuild
+ *    compacts the index (it re-adds the live vectors to an emptied copy of
+ *    the trained index, so no retraining happens).
+ *  - Search parameters are per request: efSearch (HNSW) and nprobe (IVF);
+ *    0 takes the index's default (set by fn_ann_set_defaults, saved with the
+ *    index). Asking for a parameter that the index has no use for is
+ *    FN_ERR_INVALID.
+ *  - Thread safety: searches run concurrently with each other; add, delete,
+ *    train, rebuild, set_defaults and save take the index exclusively.
+ *    Searches that ask for different parameters take turns (FAISS keeps
+ *    efSearch/nprobe in the index), searches with equal ones run together.
+ *  - Files: FAISS's own index file, followed by a funnel trailer (tombstones,
+ *    factory string, defaults, then a 48-byte footer: magic, version, sizes,
+ *    CRC32C of everything before it), written to a temporary name, fsynced,
+ *    renamed. FAISS ignores the trailer, so faiss.read_index() opens the file
+ *    as it is; fn_ann_load refuses a file without a valid trailer (damaged,
+ *    truncated or not ours) and one of another dimension than expected.
+ */
+#ifndef FN_RECALL_H
+#define FN_RECALL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/status.h"
+
+typedef struct fn_ann fn_ann;
+
+/* Defaults of a new index: efSearch for HNSW, nprobe for IVF (at most nlist). */
+#define FN_ANN_DEFAULT_EF_SEARCH 64
+#define FN_ANN_DEFAULT_NPROBE    16
+
+/* Per-request search parameters; 0 takes the index's default. */
+typedef struct fn_ann_params {
+    int ef_search; /* HNSW: candidate list size while searching */
+    int nprobe;    /* IVF: inverted lists visited */
+} fn_ann_params;
+
+/*
+ * Creates an empty index of dimension dim from a FAISS factory string
+ * (metric: inner product). An unknown or invalid factory string is
+ * FN_ERR_INVALID with FAISS's reason.
+ */
+fn_status fn_ann_new(const char *factory, size_t dim, fn_ann **out, fn_error *err);
+/* Frees the index. Safe on NULL. */
+void fn_ann_free(fn_ann *a);
+
+size_t fn_ann_dim(const fn_ann *a);
+/* The factory string the index was built from. */
+const char *fn_ann_factory(const fn_ann *a);
+/* Live vectors (added and not deleted). */
+size_t fn_ann_count(fn_ann *a);
+/* Tombstones: deleted vectors still held until fn_ann_rebuild. */
+size_t fn_ann_deleted(fn_ann *a);
+/* 1 when id is live in the index. */
+int fn_ann_contains(fn_ann *a, int64_t id);
+/* 1 when the index can take vectors (IVF and PQ need fn_ann_train first). */
+int fn_ann_is_trained(fn_ann *a);
+/* Which per-request parameters apply: 1 when efSearch / nprobe do. */
+int fn_ann_has_ef_search(const fn_ann *a);
+int fn_ann_has_nprobe(const fn_ann *a);
+
+/*
+ * Sets the index's default search parameters (0 leaves one as it is); they
+ * are saved with the index. A parameter the index has no use for is
+ * FN_ERR_INVALID.
+ */
+fn_status fn_ann_set_defaults(fn_ann *a, const fn_ann_params *p, fn_error *err);
+/* The defaults in force (0 for a parameter that does not apply). */
+fn_ann_params fn_ann_defaults(fn_ann *a);
+
+/*
+ * Trains the index on n vectors (k-means for IVF, codebooks for PQ); does
+ * nothing when it needs no training or is trained already. Too few vectors
+ * (IVF needs at least nlist) is FN_ERR_INVALID with FAISS's reason.
+ */
+fn_status fn_ann_train(fn_ann *a, size_t n, const float *vecs, fn_error *err);
+
+/*
+ * Adds n vectors (n rows of dim floats) under ids. All or nothing: a
+ * negative id, an id given twice, one already in the index (live or
+ * tombstoned: FN_ERR_EXISTS), a non-finite value, or an untrained index
+ * fails the call with nothing added.
+ */
+fn_status fn_ann_add(fn_ann *a, size_t n, const float *vecs, const int64_t *ids, fn_error *err);
+
+/*
+ * Deletes n ids (tombstones); ids that are not live are skipped. *deleted
+ * (may be NULL) gets how many were live.
+ */
+fn_status fn_ann_delete(fn_ann *a, size_t n, const int64_t *ids, size_t *deleted, fn_error *err);
+
+/*
+ * Searches nq queries (rows of dim floats) for their k best live vectors by
+ * inner product of the normalised vectors. ids and scores (nq * k each,
+ * scores may be NULL) get, per query, the results best first; when fewer
+ * than k live vectors are found the rest are -1 and -INFINITY. p may be NULL
+ * (defaults).
+ */
+fn_status fn_ann_search(fn_ann *a, size_t nq, const float *queries, size_t k,
+                        const fn_ann_params *p, int64_t *ids, float *scores, fn_error *err);
+
+/*
+ * Compacts the index: the live vectors (as FAISS stores them: exact for
+ * Flat storage, decoded for PQ/SQ codes) are re-added to an emptied copy of
+ * the trained index and the tombstones dropped. Nothing changes on failure.
+ */
+fn_status fn_ann_rebuild(fn_ann *a, fn_error *err);
+
+/*
+ * The live vectors as FAISS stores them and their ids, in insertion order:
+ * *n rows into *vecs and *ids (malloc'ed; the caller frees both).
+ */
+fn_status fn_ann_vectors(fn_ann *a, size_t *n, int64_t **ids, float **vecs, fn_error *err);
+
+/* Writes the index and its tombstones to path atomically (see the file format above). */
+fn_status fn_ann_save(fn_ann *a, const char *path, fn_error *err);
+
+/*
+ * Loads an index written by fn_ann_save. expected_dim 0 accepts any
+ * dimension; otherwise another dimension is FN_ERR_INVALID naming both. A
+ * missing file is FN_ERR_NOT_FOUND; a damaged, truncated or foreign file is
+ * FN_ERR_CORRUPT naming the file and the check that failed.
+ */
+fn_status fn_ann_load(const char *path, size_t expected_dim, fn_ann **out, fn_error *err);
+
+/*
+ * How many OpenMP threads FAISS uses for the calls this thread makes from
+ * now on (training, adds, batch searches; 0: one per CPU). FAISS opens a
+ * thread team even for a single query, so a thread that serves one query at
+ * a time sets 1. FN_ERR_UNSUPPORTED when FAISS's OpenMP runtime is not found.
+ */
+fn_status fn_ann_set_threads(int n, fn_error *err);
+
+/* ---- .fvecs / .ivecs: per row an int32 count, then that many float32 / int32 ---- */
+
+/*
+ * Reads a whole .fvecs file: *n rows of *dim floats into *vecs (malloc'ed).
+ * Rows of differing dimension, a truncated row or an empty file are
+ * FN_ERR_CORRUPT naming the file and the row.
+ */
+fn_status fn_vecs_read_fvecs(const char *path, size_t *n, size_t *dim, float **vecs, fn_error *err);
+/* Reads a whole .ivecs file (all rows of one length) the same way. */
+fn_status fn_vecs_read_ivecs(const char *path, size_t *n, size_t *dim, int32_t **vecs,
+                             fn_error *err);
+/* Writes n rows of dim int32 values as .ivecs, atomically. */
+fn_status fn_vecs_write_ivecs(const char *path, size_t n, size_t dim, const int32_t *vecs,
+                              fn_error *err);
+/* Writes n rows of dim floats as .fvecs, atomically. */
+fn_status fn_vecs_write_fvecs(const char *path, size_t n, size_t dim, const float *vecs,
+                              fn_error *err);
+
+#endif
