@@ -22,7 +22,9 @@ static const char usage_text[] =
     "items.tfrecord, interactions.tfrecord, train.tfrecord and test.tfrecord (tf.Example),\n"
     "features.json (a feature-column spec for them) and SOURCE.txt. DIR holds either the\n"
     "RecBole atomic files ml-100k.inter/.item/.user or GroupLens's u.data/u.item/u.user.\n"
-    "Each user's last 20% of ratings by time (round(n/5), ties by item id) form the test set.\n"
+    "Each user's last 20% of ratings by time (round(n/5), ties by item id) form the test set;\n"
+    "train.tfrecord is also written split the same way for early stopping: each user's last\n"
+    "10% of training ratings in valid.tfrecord, the rest in fit.tfrecord.\n"
     "Without --data, or with --synthetic, it generates a synthetic catalog in the same\n"
     "format instead, and says so on stderr and in SOURCE.txt.\n"
     "\n"
@@ -73,16 +75,19 @@ static void print_summary(const fn_demo_data *d, const char *out, const fn_demo_
         fn_buf_json_string(&b, out, strlen(out));
         fn_buf_printf(&b,
                       ", \"users\": %zu, \"items\": %zu, \"interactions\": %zu, \"train\": %zu, "
-                      "\"test\": %zu, \"columns\": %zu}\n",
-                      s->users, s->items, s->interactions, s->train, s->test, s->columns);
+                      "\"test\": %zu, \"fit\": %zu, \"valid\": %zu, \"columns\": %zu}\n",
+                      s->users, s->items, s->interactions, s->train, s->test, s->fit, s->valid,
+                      s->columns);
     } else {
         fn_buf_printf(&b, "%s\nwritten to %s:\n", d->source, out);
         fn_buf_printf(&b,
                       "  users.tfrecord        %7zu\n  items.tfrecord        %7zu\n"
                       "  interactions.tfrecord %7zu\n  train.tfrecord        %7zu\n"
-                      "  test.tfrecord         %7zu\n  features.json         %7zu columns\n"
+                      "  test.tfrecord         %7zu\n  fit.tfrecord          %7zu\n"
+                      "  valid.tfrecord        %7zu\n  features.json         %7zu columns\n"
                       "  SOURCE.txt\n",
-                      s->users, s->items, s->interactions, s->train, s->test, s->columns);
+                      s->users, s->items, s->interactions, s->train, s->test, s->fit, s->valid,
+                      s->columns);
     }
     fwrite(b.data, 1, b.len, stdout);
     fn_buf_free(&b);

@@ -166,7 +166,7 @@ fn_status fn_demo_split(fn_demo_data *d, fn_error *err)
     for (size_t i = 0; i < d->n_ratings; i++) {
         const fn_demo_rating *r = &d->ratings[i];
         keys[i] = (split_key){r->user_id, r->timestamp, r->item_id, r->line, (uint32_t)i};
-        d->ratings[i].test = 0;
+        d->ratings[i].test = d->ratings[i].valid = 0;
     }
     qsort(keys, d->n_ratings, sizeof *keys, cmp_split_key);
     for (size_t start = 0; start < d->n_ratings;) {
@@ -175,6 +175,10 @@ fn_status fn_demo_split(fn_demo_data *d, fn_error *err)
         /* n / 5 rounded to the nearest integer; n / 5 never ends in .5, so no tie rule. */
         size_t n = end - start, n_test = (n + 2) / 5;
         for (size_t k = end - n_test; k < end; k++) d->ratings[keys[k].index].test = 1;
+        /* The last tenth (rounded) of what remains validates, in time order as the test. */
+        size_t m = n - n_test, n_valid = (m + 5) / 10;
+        for (size_t k = end - n_test - n_valid; k < end - n_test; k++)
+            d->ratings[keys[k].index].valid = 1;
         start = end;
     }
     free(keys);

@@ -46,7 +46,8 @@ typedef struct fn_demo_rating {
     uint32_t user;     /* index into users, set by fn_demo_data_index */
     uint32_t item;     /* index into items */
     uint32_t line;
-    uint8_t test; /* set by fn_demo_split */
+    uint8_t test;  /* set by fn_demo_split */
+    uint8_t valid; /* a training rating in the validation split (fn_demo_split) */
 } fn_demo_rating;
 
 typedef struct fn_demo_data {
@@ -78,6 +79,7 @@ typedef struct fn_demo_data {
 /* Counts of what fn_demo_write wrote. */
 typedef struct fn_demo_summary {
     size_t users, items, interactions, train, test, columns;
+    size_t fit, valid; /* train split again: fit + valid = train */
 } fn_demo_summary;
 
 fn_status fn_demo_data_init(fn_demo_data *d, fn_error *err);

@@ -203,14 +203,16 @@ static fn_status joined(Tensorflow__Features *f, const fn_demo_data *d, const fn
     return st;
 }
 
-/* interactions, train and test in one pass over the ratings. */
+/* interactions, train and test (and train again as fit + valid) in one pass over the ratings. */
 static fn_status write_ratings(const fn_demo_data *d, const char *dir, fn_buf *packed,
                                fn_demo_summary *sum, fn_error *err)
 {
-    out_file inter = {0}, train = {0}, test = {0};
+    out_file inter = {0}, train = {0}, test = {0}, fit = {0}, valid = {0};
     fn_status st = out_open(&inter, dir, "interactions.tfrecord", err);
     if (st == FN_OK) st = out_open(&train, dir, "train.tfrecord", err);
     if (st == FN_OK) st = out_open(&test, dir, "test.tfrecord", err);
+    if (st == FN_OK) st = out_open(&fit, dir, "fit.tfrecord", err);
+    if (st == FN_OK) st = out_open(&valid, dir, "valid.tfrecord", err);
     fn_progress *bar = st == FN_OK ? fn_progress_new("ratings", d->n_ratings) : NULL;
     for (size_t i = 0; st == FN_OK && i < d->n_ratings; i++) {
         const fn_demo_rating *r = &d->ratings[i];
@@ -221,6 +223,11 @@ static fn_status write_ratings(const fn_demo_data *d, const char *dir, fn_buf *p
         ex = new_example(&f);
         st = ex ? out_write(r->test ? &test : &train, ex, joined(f, d, r, err), packed, err)
                 : oom(err);
+        if (st == FN_OK && !r->test) { /* the same bytes again, into fit or valid */
+            ex = new_example(&f);
+            st = ex ? out_write(r->valid ? &valid : &fit, ex, joined(f, d, r, err), packed, err)
+                    : oom(err);
+        }
         if ((i & 4095) == 0) fn_progress_update(bar, i, NULL);
     }
     if (st == FN_OK) fn_progress_update(bar, d->n_ratings, NULL);
@@ -228,13 +235,19 @@ static fn_status write_ratings(const fn_demo_data *d, const char *dir, fn_buf *p
     if (st == FN_OK) st = out_close(&inter, err);
     if (st == FN_OK) st = out_close(&train, err);
     if (st == FN_OK) st = out_close(&test, err);
+    if (st == FN_OK) st = out_close(&fit, err);
+    if (st == FN_OK) st = out_close(&valid, err);
     out_abort(&inter);
     out_abort(&train);
     out_abort(&test);
+    out_abort(&fit);
+    out_abort(&valid);
     if (st != FN_OK) return st;
     sum->interactions = inter.records;
     sum->train = train.records;
     sum->test = test.records;
+    sum->fit = fit.records;
+    sum->valid = valid.records;
     return FN_OK;
 }
 
@@ -387,10 +400,14 @@ static fn_status source_txt(const fn_demo_data *d, const fn_demo_summary *s, fn_
     fn_buf_printf(b,
                   "users.tfrecord         %zu\nitems.tfrecord         %zu\n"
                   "interactions.tfrecord  %zu\ntrain.tfrecord         %zu\n"
-                  "test.tfrecord          %zu\nfeatures.json          %zu columns\n\n",
-                  s->users, s->items, s->interactions, s->train, s->test, s->columns);
+                  "test.tfrecord          %zu\nfit.tfrecord           %zu\n"
+                  "valid.tfrecord         %zu\nfeatures.json          %zu columns\n\n",
+                  s->users, s->items, s->interactions, s->train, s->test, s->fit, s->valid,
+                  s->columns);
     fn_buf_puts(b, "Split: each user's ratings ordered by timestamp, then item id; the last\n"
                    "round(n/5) of a user's n ratings are in test.tfrecord, the rest in train.\n"
+                   "Train again, split the same way for early stopping: the last round(m/10) of\n"
+                   "the user's m training ratings in valid.tfrecord, the rest in fit.tfrecord.\n"
                    "label = 1 when rating >= 4, else 0. Keys: docs/demo-data.md.\n");
     return b->oom ? FN_ERR_NOMEM : FN_OK;
 }

@@ -50,12 +50,22 @@ test=$(records "$tmp/a/test.tfrecord")
 ((train + test == 100000)) || fail "train $train + test $test != 100000"
 [[ $json == *"\"train\": $train,"* && $json == *"\"test\": $test,"* ]] ||
   fail "summary and files disagree: $json vs train $train test $test"
+# fit + valid is train again, record for record: the same bytes, sorted, and about a tenth
+# held out (each user's last tenth by time).
+fit=$(records "$tmp/a/fit.tfrecord") valid=$(records "$tmp/a/valid.tfrecord")
+((fit + valid == train && valid * 10 > train * 9 / 10 && valid * 10 < train * 11 / 10)) ||
+  fail "fit $fit + valid $valid against train $train"
+[[ $json == *"\"fit\": $fit,"* && $json == *"\"valid\": $valid,"* ]] || fail "summary: $json"
+"$funnel" tfrecord cat "$tmp/a/train.tfrecord" 2>/dev/null | sort >"$tmp/train.sorted" &&
+  cat <("$funnel" tfrecord cat "$tmp/a/fit.tfrecord") \
+    <("$funnel" tfrecord cat "$tmp/a/valid.tfrecord") | sort | cmp -s - "$tmp/train.sorted" ||
+  fail "fit + valid are not the rows of train"
 grep -q "MovieLens-100k" "$tmp/a/SOURCE.txt" || fail "SOURCE.txt does not name the data"
 ! grep -q "SYNTHETIC" "$tmp/a/SOURCE.txt" || fail "real data labelled synthetic"
 
 # The same input gives the same bytes.
 expect 0 "" "$funnel" demo --data "$data" --out "$tmp/b"
-for f in users items interactions train test; do
+for f in users items interactions train test fit valid; do
   cmp -s "$tmp/a/$f.tfrecord" "$tmp/b/$f.tfrecord" || fail "$f.tfrecord differs between runs"
 done
 
