@@ -235,7 +235,15 @@ done:
 static fn_status predict(const fn_model *m, const fn_dataset *d, size_t r0, size_t n, float *out,
                          fn_error *err)
 {
-    return dfm_predict_rows(m, d, r0, n, 0, out, err);
+    return dfm_predict_rows(m, d, r0, n, 1, out, err);
+}
+
+/* Threads split the GEMMs; the sum order in a row can depend on the split, so a count other
+   than the one used in training validation may change the last bits. */
+static fn_status predict_all(const fn_model *m, const fn_dataset *d, int threads, float *out,
+                             fn_error *err)
+{
+    return dfm_predict_rows(m, d, 0, d->n, threads, out, err);
 }
 
 /* ---- per-request scoring ---- */
@@ -403,12 +411,7 @@ static fn_status score(const fn_model *m, const fn_score_request *q, float *out,
 static fn_status save(const fn_model *m, fn_safetensors_writer *w, fn_error *err)
 {
     const deepfm *f = m->impl;
-    int64_t one = 1, n = (int64_t)f->n, nk[2] = {(int64_t)f->n, f->k};
-    fn_status st = fn_safetensors_writer_add(w, "bias", FN_ST_F32, 1, &one, f->P, err);
-    if (st == FN_OK)
-        st = fn_safetensors_writer_add(w, "linear", FN_ST_F32, 1, &n, f->P + f->lin_off, err);
-    if (st == FN_OK)
-        st = fn_safetensors_writer_add(w, "embedding", FN_ST_F32, 2, nk, f->P + f->emb_off, err);
+    fn_status st = fn_rank_save_fm_block(w, f->P, f->lin_off, f->emb_off, f->n, f->k, err);
     for (int l = 0; l < f->L && st == FN_OK; l++) {
         char name[64];
         dfm_tensor_name(f, l, 0, name, sizeof name);
@@ -423,10 +426,7 @@ static fn_status save(const fn_model *m, fn_safetensors_writer *w, fn_error *err
 static fn_status load(fn_model *m, const fn_safetensors *st, fn_error *err)
 {
     deepfm *f = m->impl;
-    int64_t one = 1, n = (int64_t)f->n, nk[2] = {(int64_t)f->n, f->k};
-    fn_status s = fn_rank_load_f32(st, "bias", 1, &one, f->P, err);
-    if (s == FN_OK) s = fn_rank_load_f32(st, "linear", 1, &n, f->P + f->lin_off, err);
-    if (s == FN_OK) s = fn_rank_load_f32(st, "embedding", 2, nk, f->P + f->emb_off, err);
+    fn_status s = fn_rank_load_fm_block(st, f->P, f->lin_off, f->emb_off, f->n, f->k, err);
     for (int l = 0; l < f->L && s == FN_OK; l++) {
         char name[64];
         dfm_tensor_name(f, l, 0, name, sizeof name);
@@ -445,7 +445,7 @@ static fn_status train(fn_model *m, const fn_train_options *o, const fn_dataset 
 }
 
 const fn_model_ops fn_deepfm_ops = {.kind = FN_MODEL_DEEPFM,
-                                    .predict_in_parallel = 0,
+                                    .predict_all = predict_all,
                                     .init = init,
                                     .train = train,
                                     .predict = predict,

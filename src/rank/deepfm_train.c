@@ -11,7 +11,8 @@
  * and updates the rows the batch touched. That is lazy Adam for the sparse
  * part (a row's moments move only when a batch uses it, as TensorFlow's
  * LazyAdam), with the bias correction of the global step; plain Adam on the
- * backend for the MLP. L2 is added to the gradient of every weight updated.
+ * backend for the MLP. L2 is added to the gradient of every weight updated. The bias
+ * starts at the log-odds of the training labels.
  * The loss is the batch's mean log loss.
  */
 #include <math.h>
@@ -279,8 +280,7 @@ static fn_status sparse_backward(trainer *t, const fn_dataset *d, const size_t *
         }
     }
     const float c1 = (float)(1.0 - pow(ADAM_BETA1, (double)t->step)),
-                c2 = (float)(1.0 - pow(ADAM_BETA2, (double)t->step)), lr = t->o->lr,
-                l2 = t->o->l2;
+                c2 = (float)(1.0 - pow(ADAM_BETA2, (double)t->step)), lr = t->o->lr, l2 = t->o->l2;
     /* The bias (no L2, as FM's) is in every example. */
     adam_host(&f->P[0], &t->gP[0], &t->mP[0], &t->vP[0], 0.0f, lr, c1, c2);
     float *mw = t->mP + f->lin_off, *vw = t->vP + f->lin_off;
@@ -474,6 +474,13 @@ fn_status dfm_train(fn_model *m, const fn_train_options *o, const fn_dataset *tr
     if (!(o->dropout >= 0 && o->dropout < 1))
         return fn_error_set(err, FN_ERR_INVALID, "deepfm train: dropout must be in [0, 1), not %g",
                             (double)o->dropout);
+    /* The bias starts at the log-odds of the training labels: Adam moves a weight by about lr
+       a step, so from 0 a rare positive class would take hundreds of steps to be priced in,
+       and small data sets never get them. */
+    double pos = 0;
+    for (size_t i = 0; i < train->n; i++) pos += train->labels[i] > 0.5f;
+    double rate = fmin(fmax(pos / (double)train->n, 1e-6), 1 - 1e-6);
+    ((deepfm *)m->impl)->P[0] = (float)log(rate / (1 - rate));
     trainer t = {.m = m, .f = m->impl, .o = o, .L = ((deepfm *)m->impl)->L};
     t.cap = o->batch < (int)train->n ? o->batch : (int64_t)train->n;
     fn_status st = trainer_init(&t, err);

@@ -567,7 +567,6 @@ static fn_status load(fn_model *m, const fn_safetensors *st, fn_error *err)
 }
 
 const fn_model_ops fn_ffm_ops = {.kind = FN_MODEL_FFM,
-                                 .predict_in_parallel = 1,
                                  .init = init,
                                  .train = train,
                                  .predict = predict,

@@ -341,27 +341,16 @@ static fn_status score(const fn_model *m, const fn_score_request *q, float *out,
 static fn_status save(const fn_model *m, fn_safetensors_writer *w, fn_error *err)
 {
     const fm *f = m->impl;
-    int64_t one = 1, n = (int64_t)f->n, nk[2] = {(int64_t)f->n, f->k};
-    fn_status st = fn_safetensors_writer_add(w, "bias", FN_ST_F32, 1, &one, f->P, err);
-    if (st == FN_OK)
-        st = fn_safetensors_writer_add(w, "linear", FN_ST_F32, 1, &n, f->P + f->lin_off, err);
-    if (st == FN_OK)
-        st = fn_safetensors_writer_add(w, "embedding", FN_ST_F32, 2, nk, f->P + f->emb_off, err);
-    return st;
+    return fn_rank_save_fm_block(w, f->P, f->lin_off, f->emb_off, f->n, f->k, err);
 }
 
 static fn_status load(fn_model *m, const fn_safetensors *st, fn_error *err)
 {
     fm *f = m->impl;
-    int64_t one = 1, n = (int64_t)f->n, nk[2] = {(int64_t)f->n, f->k};
-    fn_status s = fn_rank_load_f32(st, "bias", 1, &one, f->P, err);
-    if (s == FN_OK) s = fn_rank_load_f32(st, "linear", 1, &n, f->P + f->lin_off, err);
-    if (s == FN_OK) s = fn_rank_load_f32(st, "embedding", 2, nk, f->P + f->emb_off, err);
-    return s;
+    return fn_rank_load_fm_block(st, f->P, f->lin_off, f->emb_off, f->n, f->k, err);
 }
 
 const fn_model_ops fn_fm_ops = {.kind = FN_MODEL_FM,
-                                .predict_in_parallel = 1,
                                 .init = init,
                                 .train = train,
                                 .predict = predict,

@@ -65,7 +65,7 @@ fn_train_options fn_train_options_default(fn_model_kind kind)
         o.k = 4, o.lr = 0.2f, o.l2 = 2e-5f, o.normalize = 1;
         break;
     case FN_MODEL_DEEPFM:
-        o.k = 8, o.lr = 1e-3f, o.l2 = 1e-6f, o.batch = 256, o.relu = 1, o.dropout = 0.0f;
+        o.k = 8, o.lr = 1e-3f, o.l2 = 1e-4f, o.batch = 256, o.relu = 1, o.dropout = 0.0f;
         o.hidden[0] = 200, o.hidden[1] = 200, o.n_hidden = 2;
         break;
     }
@@ -186,8 +186,8 @@ fn_status fn_model_predict(const fn_model *m, const fn_dataset *d, int threads, 
                            fn_error *err)
 {
     if (d->n == 0) return FN_OK;
-    if (!m->ops->predict_in_parallel || threads == 1)
-        return m->ops->predict(m, d, 0, d->n, out, err);
+    if (m->ops->predict_all) return m->ops->predict_all(m, d, threads, out, err);
+    if (threads == 1) return m->ops->predict(m, d, 0, d->n, out, err);
     fn_pool *pool;
     fn_status st = fn_pool_new(threads, &pool, err);
     if (st != FN_OK) return st;
@@ -415,6 +415,28 @@ fn_status fn_rank_load_f32(const fn_safetensors *st, const char *name, int ndim,
     }
     memcpy(dst, t->data, t->nbytes);
     return FN_OK;
+}
+
+fn_status fn_rank_save_fm_block(fn_safetensors_writer *w, const float *P, size_t lin_off,
+                                size_t emb_off, uint64_t n, int k, fn_error *err)
+{
+    int64_t one = 1, nn = (int64_t)n, nk[2] = {(int64_t)n, k};
+    fn_status st = fn_safetensors_writer_add(w, "bias", FN_ST_F32, 1, &one, P, err);
+    if (st == FN_OK)
+        st = fn_safetensors_writer_add(w, "linear", FN_ST_F32, 1, &nn, P + lin_off, err);
+    if (st == FN_OK)
+        st = fn_safetensors_writer_add(w, "embedding", FN_ST_F32, 2, nk, P + emb_off, err);
+    return st;
+}
+
+fn_status fn_rank_load_fm_block(const fn_safetensors *st, float *P, size_t lin_off, size_t emb_off,
+                                uint64_t n, int k, fn_error *err)
+{
+    int64_t one = 1, nn = (int64_t)n, nk[2] = {(int64_t)n, k};
+    fn_status s = fn_rank_load_f32(st, "bias", 1, &one, P, err);
+    if (s == FN_OK) s = fn_rank_load_f32(st, "linear", 1, &nn, P + lin_off, err);
+    if (s == FN_OK) s = fn_rank_load_f32(st, "embedding", 2, nk, P + emb_off, err);
+    return s;
 }
 
 static uint64_t splitmix(uint64_t *s)

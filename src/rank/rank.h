@@ -121,7 +121,11 @@ fn_status fn_model_save(const fn_model *m, const char *path, fn_error *err);
 fn_status fn_model_load(const char *path, const char *expect_spec_sha256, fn_model **out,
                         fn_error *err);
 
-/* Predicted probabilities for every example of d, in order (threads: 0 = all CPUs). */
+/*
+ * Predicted probabilities for every example of d, in order (threads: 0 = all CPUs).
+ * FM and FFM give the same bits for any thread count; DeepFM's GEMMs split over threads
+ * may sum a row in another order (the same to float precision).
+ */
 fn_status fn_model_predict(const fn_model *m, const fn_dataset *d, int threads, float *out,
                            fn_error *err);
 

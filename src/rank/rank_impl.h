@@ -12,9 +12,11 @@
 
 typedef struct fn_model_ops {
     fn_model_kind kind;
-    /* 1: model.c may call predict on row ranges from several threads; 0: predict
-       parallelises itself (DeepFM on the kernel layer). */
-    int predict_in_parallel;
+    /* Optional: the whole dataset at once, parallelised by the kind itself over `threads`
+       (DeepFM: batches through the kernel layer). Without it, model.c calls predict on row
+       ranges from several threads. */
+    fn_status (*predict_all)(const fn_model *m, const fn_dataset *d, int threads, float *out,
+                             fn_error *err);
     /* Allocates parameters for m->n_fields, m->n_features and m->hp, initialised from hp.seed. */
     fn_status (*init)(fn_model *m, fn_error *err);
     /* Trains the initialised model in place (the best epoch's weights kept). */
@@ -68,6 +70,16 @@ fn_status fn_rank_check_finite(const fn_safetensors *st, const fn_st_tensor *t, 
  */
 fn_status fn_rank_load_f32(const fn_safetensors *st, const char *name, int ndim,
                            const int64_t *shape, float *dst, fn_error *err);
+
+/*
+ * FM's parameter block, shared by FM and DeepFM: P holds the bias at 0, the
+ * linear weights at lin_off and the n x k embedding at emb_off; in the file,
+ * "bias" [1], "linear" [n], "embedding" [n, k].
+ */
+fn_status fn_rank_save_fm_block(fn_safetensors_writer *w, const float *P, size_t lin_off,
+                                size_t emb_off, uint64_t n, int k, fn_error *err);
+fn_status fn_rank_load_fm_block(const fn_safetensors *st, float *P, size_t lin_off, size_t emb_off,
+                                uint64_t n, int k, fn_error *err);
 
 /* A random permutation of [0, n) from seed (training shuffles). */
 void fn_rank_shuffle(size_t *idx, size_t n, uint64_t *state);
