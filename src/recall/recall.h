@@ -1,7 +1,8 @@
 /*
  * recall.h - the recall stage: approximate nearest neighbours over item
  * vectors through FAISS's C API (the faiss/c_api headers, FAISS 1.7.3 built with
- * AVX2 by scripts/build-faiss), plus the .fvecs/.ivecs files of ANN benchmarks.
+ * AVX2 by scripts/build-faiss), plus the .fvecs/.ivecs files of ANN benchmarks,
+ * and the non-ANN channels (popularity, item co-occurrence) declared at the end.
  *
  * An fn_ann is one FAISS index built by factory string ("HNSW32,Flat",
  * "IVF1024,Flat", "IVF256,PQ48", "Flat", ...) with inner product as metric,
@@ -165,5 +166,139 @@ fn_status fn_vecs_write_ivecs(const char *path, size_t n, size_t dim, const int3
 /* Writes n rows of dim floats as .fvecs, atomically. */
 fn_status fn_vecs_write_fvecs(const char *path, size_t n, size_t dim, const float *vecs,
                               fn_error *err);
+
+/* ---- non-ANN channels: popularity and item co-occurrence ---- */
+
+/*
+ * An item id with a score, as the channels return them, best first. id
+ * points into the channel that returned it and lives as long as it does.
+ */
+typedef struct fn_recall_item {
+    const char *id;
+    double score;
+} fn_recall_item;
+
+/*
+ * Popularity: time-decayed interaction counts per item. An interaction of
+ * weight w at time t (seconds) adds w * 2^(-(now - t) / half_life) to its
+ * item's score, so an interaction one half-life old counts half; ones after
+ * `now` count as at `now` (full weight). Ids are NUL-terminated strings.
+ * Adds go in until fn_popularity_finalize, which ranks the items (score
+ * descending, ties by id in byte order); fn_popularity_top needs a finalized
+ * table, fn_popularity_score works at any time. Not thread-safe while adding;
+ * a finalized table is read-only and may be shared.
+ */
+typedef struct fn_popularity fn_popularity;
+
+/* half_life_s: finite and > 0 (FN_ERR_INVALID otherwise). */
+fn_status fn_popularity_new(double half_life_s, int64_t now, fn_popularity **out, fn_error *err);
+/* Safe on NULL. */
+void fn_popularity_free(fn_popularity *p);
+/*
+ * Adds one interaction. An empty id, a negative or non-finite weight, or a
+ * finalized table is FN_ERR_INVALID.
+ */
+fn_status fn_popularity_add(fn_popularity *p, const char *item, int64_t t, double weight,
+                            fn_error *err);
+/* Ranks the items; later adds are refused. Calling it twice is harmless. */
+fn_status fn_popularity_finalize(fn_popularity *p, fn_error *err);
+/* Distinct items seen. */
+size_t fn_popularity_count(const fn_popularity *p);
+/*
+ * The n most popular items into out (room for n), best first; *got gets
+ * min(n, count). FN_ERR_INVALID before fn_popularity_finalize.
+ */
+fn_status fn_popularity_top(const fn_popularity *p, size_t n, fn_recall_item *out, size_t *got,
+                            fn_error *err);
+/* The item's decayed score; 0 for an item never seen. */
+double fn_popularity_score(const fn_popularity *p, const char *item);
+
+/*
+ * Item co-occurrence (item-to-item). A builder takes interactions (user,
+ * item, time); per user they are ordered by time (ties by item id) and an
+ * item the user met more than once is kept at its latest interaction. Two
+ * items co-occur for a user when at most `window` positions apart in that
+ * sequence (each item pairs with the user's last `window` items before it;
+ * window 0: every pair of the user's items). With c(i,j) the users for whom
+ * i and j co-occur and n_i the users of i, the score is the cosine
+ * c(i,j) / sqrt(n_i * n_j) (in (0, 1], stored as float32), and each item
+ * keeps its top_k neighbours: score descending, ties by id in byte order.
+ * Filtering (labels, ratings) is the caller's: the builder counts what it
+ * is given. Pairs are counted in memory: a user with m items yields about
+ * m * min(m, window) pairs.
+ *
+ * File: a 64-byte header (magic "FNCOOC\0\0", version, measure, counts,
+ * top_k, window, users, CRC32C of the body, CRC32C of the header), then the
+ * item and neighbour offsets (uint64), neighbour indices (uint32), scores
+ * (float32), users per item (uint32) and the ids (sorted, NUL-terminated),
+ * all little-endian, written to a temporary name, fsynced, renamed.
+ * fn_cooc_load checks sizes, both checksums and every offset and index, so
+ * a damaged or truncated file is FN_ERR_CORRUPT naming the file and the
+ * check, never a crash. A loaded table is read-only and may be shared
+ * between threads.
+ */
+typedef struct fn_cooc_builder fn_cooc_builder;
+typedef struct fn_cooc fn_cooc;
+
+#define FN_COOC_DEFAULT_TOP_K 100
+
+typedef struct fn_cooc_options {
+    uint32_t top_k;  /* neighbours kept per item; 0: FN_COOC_DEFAULT_TOP_K */
+    uint32_t window; /* pairs at most this many positions apart; 0: all */
+} fn_cooc_options;
+
+/* opts may be NULL (defaults). */
+fn_status fn_cooc_builder_new(const fn_cooc_options *opts, fn_cooc_builder **out, fn_error *err);
+/* Safe on NULL. */
+void fn_cooc_builder_free(fn_cooc_builder *b);
+/* Adds one interaction; empty ids are FN_ERR_INVALID. */
+fn_status fn_cooc_builder_add(fn_cooc_builder *b, const char *user, const char *item, int64_t t,
+                              fn_error *err);
+/* Interactions added so far. */
+size_t fn_cooc_builder_count(const fn_cooc_builder *b);
+/*
+ * Counts the pairs and builds the table (the builder stays as it was).
+ * *pairs (may be NULL) gets the distinct co-occurring item pairs.
+ */
+fn_status fn_cooc_build(fn_cooc_builder *b, fn_cooc **out, uint64_t *pairs, fn_error *err);
+
+/* Safe on NULL. */
+void fn_cooc_free(fn_cooc *c);
+/* Writes the table to path atomically. */
+fn_status fn_cooc_save(const fn_cooc *c, const char *path, fn_error *err);
+/*
+ * Loads a table written by fn_cooc_save: FN_ERR_NOT_FOUND for a missing
+ * file, FN_ERR_CORRUPT for a damaged, truncated or foreign one,
+ * FN_ERR_UNSUPPORTED for another format version.
+ */
+fn_status fn_cooc_load(const char *path, fn_cooc **out, fn_error *err);
+
+size_t fn_cooc_items(const fn_cooc *c);
+/* Neighbours stored over all items. */
+size_t fn_cooc_neighbour_count(const fn_cooc *c);
+uint32_t fn_cooc_top_k(const fn_cooc *c);
+uint32_t fn_cooc_window(const fn_cooc *c);
+/* Users the table was built from (with at least one item). */
+uint64_t fn_cooc_users(const fn_cooc *c);
+/* Users who interacted with item; 0 for an unknown item. */
+uint32_t fn_cooc_item_users(const fn_cooc *c, const char *item);
+
+/*
+ * The item's first k neighbours (at most top_k) into out (room for k), best
+ * first; *got gets how many. An item not in the table is FN_ERR_NOT_FOUND;
+ * one without neighbours gives *got = 0.
+ */
+fn_status fn_cooc_neighbours(const fn_cooc *c, const char *item, size_t k, fn_recall_item *out,
+                             size_t *got, fn_error *err);
+
+/*
+ * Candidates for a user from their recent items: each item's score is the
+ * sum of its neighbour scores over the n_recent items (an id given twice
+ * counts twice; ids not in the table add nothing), the recent items
+ * themselves excluded; the best k into out (room for k), ties by id; *got
+ * gets how many.
+ */
+fn_status fn_cooc_candidates(const fn_cooc *c, const char *const *recent, size_t n_recent, size_t k,
+                             fn_recall_item *out, size_t *got, fn_error *err);
 
 #endif

@@ -18,6 +18,7 @@ static const fn_command commands[] = {
     {"train", "train a CTR model (FM, FFM, DeepFM)", fn_cmd_train},
     {"eval", "evaluate a CTR model: AUC, log loss, predictions", fn_cmd_eval},
     {"index", "build and measure ANN indexes (FAISS): recall@k, queries/s", fn_cmd_index},
+    {"cooc", "build and query the item co-occurrence recall table", fn_cmd_cooc},
 };
 
 static void usage(FILE *out)
