@@ -482,7 +482,7 @@ fn_status dfm_train(fn_model *m, const fn_train_options *o, const fn_dataset *tr
     double rate = fmin(fmax(pos / (double)train->n, 1e-6), 1 - 1e-6);
     ((deepfm *)m->impl)->P[0] = (float)log(rate / (1 - rate));
     trainer t = {.m = m, .f = m->impl, .o = o, .L = ((deepfm *)m->impl)->L};
-    t.cap = o->batch < (int)train->n ? o->batch : (int64_t)train->n;
+    t.cap = (size_t)o->batch < train->n ? o->batch : (int64_t)train->n;
     fn_status st = trainer_init(&t, err);
     if (st == FN_OK) st = run_epochs(&t, train, valid, rep, err);
     trainer_free(&t);

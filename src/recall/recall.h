@@ -2,7 +2,8 @@
  * recall.h - the recall stage: approximate nearest neighbours over item
  * vectors through FAISS's C API (the faiss/c_api headers, FAISS 1.7.3 built with
  * AVX2 by scripts/build-faiss), plus the .fvecs/.ivecs files of ANN benchmarks,
- * and the non-ANN channels (popularity, item co-occurrence) declared at the end.
+ * the non-ANN channels (popularity, item co-occurrence) declared after it, and
+ * the merge of the channels and the user vector at the end.
  *
  * An fn_ann is one FAISS index built by factory string ("HNSW32,Flat",
  * "IVF1024,Flat", "IVF256,PQ48", "Flat", ...) with inner product as metric,
@@ -300,5 +301,63 @@ fn_status fn_cooc_neighbours(const fn_cooc *c, const char *item, size_t k, fn_re
  */
 fn_status fn_cooc_candidates(const fn_cooc *c, const char *const *recent, size_t n_recent, size_t k,
                              fn_recall_item *out, size_t *got, fn_error *err);
+
+/* ---- merging the channels, and the user vector ---- */
+
+/* Channels a merge takes: the candidate bitmask is a uint32_t. */
+#define FN_RECALL_MAX_CHANNELS 32
+
+/* One channel's ranked list (best first) and how many new items it may add. */
+typedef struct fn_recall_channel {
+    const fn_recall_item *items;
+    size_t n;
+    size_t quota; /* new items this channel may contribute; 0: it only marks and scores */
+} fn_recall_channel;
+
+/* A merged candidate. id points into the list of the channel that took it. */
+typedef struct fn_recall_candidate {
+    const char *id;
+    uint32_t channels; /* bit c set: channel c's list holds the id */
+    uint32_t source;   /* the channel whose quota took it */
+} fn_recall_candidate;
+
+/*
+ * Merges n_channels ranked lists into at most cap candidates in out (room
+ * for cap); *got gets how many. Round-robin in channel order: each round,
+ * every channel that has taken fewer than its quota of new items takes its
+ * next item not taken yet (by any channel); rounds go on until cap
+ * candidates are taken or no channel can take more. So out is in the order
+ * taken, each channel's items in its own order, and with a cap below the
+ * quotas' sum the channels share it evenly rather than the first ones
+ * filling it. Then every channel marks every candidate anywhere in its whole
+ * list (also past its quota, or with quota 0): bit c of channels, and
+ * scores[i * n_channels + c] (scores may be NULL; else room for
+ * cap * n_channels) gets the channel's score for candidate i, NAN where the
+ * channel did not find it. An id twice in one list counts at its first
+ * (best) place. Deterministic: the result depends on the lists only. More
+ * than FN_RECALL_MAX_CHANNELS channels, a list of n > 0 items that is NULL,
+ * or an empty or NULL id is FN_ERR_INVALID.
+ */
+fn_status fn_recall_merge(const fn_recall_channel *ch, size_t n_channels, size_t cap,
+                          fn_recall_candidate *out, double *scores, size_t *got, fn_error *err);
+
+/*
+ * The user vector of the user-ANN channel: the mean of n item vectors (rows
+ * of dim floats, e.g. the embeddings of the user's last N items), each
+ * L2-normalised first so that every item weighs the same (the index
+ * compares normalised vectors too), then the mean L2-normalised into out
+ * (dim floats). No vectors, a zero or non-finite vector, or vectors whose
+ * mean is zero is FN_ERR_INVALID.
+ */
+fn_status fn_recall_user_vector(size_t n, size_t dim, const float *vecs, float *out, fn_error *err);
+
+/*
+ * fn_recall_user_vector of the n item vectors (of the index's dimension),
+ * then fn_ann_search for its k best items (ids and scores as there; the
+ * items themselves are not excluded: the caller filters what the user has
+ * seen).
+ */
+fn_status fn_recall_user_ann(fn_ann *a, size_t n, const float *item_vecs, size_t k,
+                             const fn_ann_params *p, int64_t *ids, float *scores, fn_error *err);
 
 #endif

@@ -30,6 +30,7 @@ int fn_cmd_train(int argc, char **argv);
 int fn_cmd_eval(int argc, char **argv);
 int fn_cmd_index(int argc, char **argv);
 int fn_cmd_cooc(int argc, char **argv);
+int fn_cmd_recall(int argc, char **argv);
 
 /* Prints "funnel CMD: message" for err to stderr; returns FN_EXIT_FAIL. */
 int fn_cli_fail(const char *cmd, const fn_error *err);

@@ -19,6 +19,7 @@ static const fn_command commands[] = {
     {"eval", "evaluate a CTR model: AUC, log loss, predictions", fn_cmd_eval},
     {"index", "build and measure ANN indexes (FAISS): recall@k, queries/s", fn_cmd_index},
     {"cooc", "build and query the item co-occurrence recall table", fn_cmd_cooc},
+    {"recall", "evaluate the recall channels and their merge: recall@K", fn_cmd_recall},
 };
 
 static void usage(FILE *out)

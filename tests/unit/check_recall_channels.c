@@ -5,7 +5,9 @@
  * co-occurrence (exact counts and cosine scores, windows, repeated items,
  * top-K cut and ties by id, candidates summed over recent items with those
  * excluded, save/load round trip, truncated, bit-flipped and foreign files
- * refused).
+ * refused), the merge of channels (round-robin quotas, de-duplication,
+ * bitmasks and scores, the cap, empty channels) and the user vector (mean of
+ * normalised item vectors, then a search of a small Flat index).
  */
 #include <check.h>
 #include <math.h>
@@ -423,6 +425,230 @@ START_TEST(cooc_damaged_files_are_refused)
 }
 END_TEST
 
+/* ---- merge ---- */
+
+#define ITEMS(...) ((const fn_recall_item[]){__VA_ARGS__})
+
+static size_t merge(const fn_recall_channel *ch, size_t nc, size_t cap, fn_recall_candidate *out,
+                    double *scores)
+{
+    fn_error err = {0};
+    size_t got = 99;
+    ck_assert_msg(fn_recall_merge(ch, nc, cap, out, scores, &got, &err) == FN_OK, "%s", err.msg);
+    return got;
+}
+
+static void expect_ids(const fn_recall_candidate *out, size_t got, const char *const *want,
+                       size_t n)
+{
+    ck_assert_uint_eq(got, n);
+    for (size_t i = 0; i < n; i++) ck_assert_str_eq(out[i].id, want[i]);
+}
+
+START_TEST(merge_empty_and_bad_arguments)
+{
+    fn_recall_candidate out[8];
+    double scores[8 * 3];
+    fn_error err = {0};
+    size_t got = 7;
+    /* No channels, empty channels, cap 0: nothing, and no error. */
+    ck_assert_uint_eq(merge(NULL, 0, 8, out, scores), 0);
+    fn_recall_channel empty[2] = {{NULL, 0, 5}, {NULL, 0, 5}};
+    ck_assert_uint_eq(merge(empty, 2, 8, out, scores), 0);
+    fn_recall_channel one[1] = {{ITEMS({"a", 1}), 1, 5}};
+    ck_assert_uint_eq(merge(one, 1, 0, out, scores), 0);
+    /* One empty channel beside a full one. */
+    fn_recall_channel mixed[2] = {{NULL, 0, 5}, {ITEMS({"a", 1}, {"b", 0.5}), 2, 5}};
+    ck_assert_uint_eq(merge(mixed, 2, 8, out, scores), 2);
+    ck_assert_uint_eq(out[0].channels, 2);
+    ck_assert_uint_eq(out[0].source, 1);
+    ck_assert(isnan(scores[0]));
+    ck_assert_double_eq(scores[1], 1);
+    /* Errors. */
+    fn_recall_channel many[FN_RECALL_MAX_CHANNELS + 1];
+    memset(many, 0, sizeof many);
+    ck_assert_int_eq(fn_recall_merge(many, FN_RECALL_MAX_CHANNELS + 1, 8, out, NULL, &got, &err),
+                     FN_ERR_INVALID);
+    ck_assert_uint_eq(got, 0);
+    ck_assert_int_eq(fn_recall_merge(many, FN_RECALL_MAX_CHANNELS, 8, out, NULL, &got, &err),
+                     FN_OK);
+    fn_recall_channel null_list[1] = {{NULL, 3, 5}};
+    ck_assert_int_eq(fn_recall_merge(null_list, 1, 8, out, NULL, &got, &err), FN_ERR_INVALID);
+    fn_recall_channel empty_id[1] = {{ITEMS({"a", 1}, {"", 2}), 2, 5}};
+    ck_assert_int_eq(fn_recall_merge(empty_id, 1, 8, out, NULL, &got, &err), FN_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(err.msg, "empty id"));
+    fn_recall_channel null_id[1] = {{ITEMS({NULL, 1}), 1, 5}};
+    ck_assert_int_eq(fn_recall_merge(null_id, 1, 8, out, NULL, &got, &err), FN_ERR_INVALID);
+}
+END_TEST
+
+START_TEST(merge_round_robin_quotas_and_dedup)
+{
+    /* ann: a b c d e; pop: b x a y; cooc: c z */
+    fn_recall_channel ch[3] = {
+        {ITEMS({"a", .9}, {"b", .8}, {"c", .7}, {"d", .6}, {"e", .5}), 5, 3},
+        {ITEMS({"b", 40}, {"x", 30}, {"a", 20}, {"y", 10}), 4, 2},
+        {ITEMS({"c", 2}, {"z", 1}), 2, 5},
+    };
+    fn_recall_candidate out[16];
+    double sc[16 * 3];
+    /* Round 1: ann a, pop b, cooc c. Round 2: ann d (b, c taken), pop x, cooc z.
+     * Round 3: ann e (quota 3 reached after), pop at quota, cooc exhausted. */
+    size_t got = merge(ch, 3, 16, out, sc);
+    const char *want[] = {"a", "b", "c", "d", "x", "z", "e"};
+    expect_ids(out, got, want, 7);
+    const uint32_t src[] = {0, 1, 2, 0, 1, 2, 0};
+    /* Bitmasks cover the whole lists: pop's "a" is past its quota but still marks. */
+    const uint32_t mask[] = {3, 3, 5, 1, 2, 4, 1};
+    for (size_t i = 0; i < got; i++) {
+        ck_assert_uint_eq(out[i].source, src[i]);
+        ck_assert_uint_eq(out[i].channels, mask[i]);
+    }
+    /* Per-channel scores, NaN where absent. */
+    ck_assert_double_eq(sc[0 * 3 + 0], .9);
+    ck_assert_double_eq(sc[0 * 3 + 1], 20);
+    ck_assert(isnan(sc[0 * 3 + 2]));
+    ck_assert_double_eq(sc[1 * 3 + 0], .8);
+    ck_assert_double_eq(sc[1 * 3 + 1], 40);
+    ck_assert_double_eq(sc[2 * 3 + 2], 2);
+    ck_assert_double_eq(sc[2 * 3 + 0], .7);
+    ck_assert(isnan(sc[4 * 3 + 0]));
+    ck_assert_double_eq(sc[4 * 3 + 1], 30);
+    ck_assert_double_eq(sc[5 * 3 + 2], 1);
+    /* "y" is in pop's list past its quota and no other channel has it: not a candidate. */
+    for (size_t i = 0; i < got; i++) ck_assert_str_ne(out[i].id, "y");
+    /* scores may be NULL. */
+    ck_assert_uint_eq(merge(ch, 3, 16, out, NULL), 7);
+    /* Deterministic: the same lists give the same result. */
+    fn_recall_candidate again[16];
+    double sc2[16 * 3];
+    ck_assert_uint_eq(merge(ch, 3, 16, again, sc2), 7);
+    for (size_t i = 0; i < 7; i++) {
+        ck_assert_str_eq(again[i].id, out[i].id);
+        ck_assert_uint_eq(again[i].channels, out[i].channels);
+    }
+}
+END_TEST
+
+START_TEST(merge_cap_is_shared_round_robin)
+{
+    fn_recall_channel ch[2] = {
+        {ITEMS({"a1", 1}, {"a2", 1}, {"a3", 1}, {"a4", 1}), 4, 4},
+        {ITEMS({"b1", 1}, {"b2", 1}, {"b3", 1}, {"b4", 1}), 4, 4},
+    };
+    fn_recall_candidate out[8];
+    size_t got = merge(ch, 2, 3, out, NULL);
+    const char *want[] = {"a1", "b1", "a2"};
+    expect_ids(out, got, want, 3);
+    got = merge(ch, 2, 1, out, NULL);
+    ck_assert_uint_eq(got, 1);
+    ck_assert_str_eq(out[0].id, "a1");
+    /* A cap above what the quotas allow: the quotas bind. */
+    ch[0].quota = 1;
+    ch[1].quota = 2;
+    got = merge(ch, 2, 8, out, NULL);
+    const char *want2[] = {"a1", "b1", "b2"};
+    expect_ids(out, got, want2, 3);
+    /* A channel whose quota outlasts the others keeps taking alone. */
+    ch[0].quota = 4;
+    ch[1].quota = 1;
+    got = merge(ch, 2, 8, out, NULL);
+    const char *want3[] = {"a1", "b1", "a2", "a3", "a4"};
+    expect_ids(out, got, want3, 5);
+}
+END_TEST
+
+START_TEST(merge_quota_zero_and_repeated_ids)
+{
+    /* Channel 1 has quota 0: it adds nothing but marks and scores what others took.
+     * Channel 0 lists "a" twice: the first (best) place and score count. */
+    fn_recall_channel ch[2] = {
+        {ITEMS({"a", 5}, {"a", 1}, {"b", 4}), 3, 2},
+        {ITEMS({"c", 9}, {"b", 8}), 2, 0},
+    };
+    fn_recall_candidate out[4];
+    double sc[4 * 2];
+    size_t got = merge(ch, 2, 4, out, sc);
+    const char *want[] = {"a", "b"};
+    expect_ids(out, got, want, 2);
+    ck_assert_double_eq(sc[0], 5);
+    ck_assert(isnan(sc[1]));
+    ck_assert_uint_eq(out[1].channels, 3);
+    ck_assert_double_eq(sc[2], 4);
+    ck_assert_double_eq(sc[3], 8);
+    /* Identical channels: everything found by both, taken by the first. */
+    fn_recall_channel same[2] = {{ch[0].items, 3, 5}, {ch[0].items, 3, 5}};
+    got = merge(same, 2, 4, out, sc);
+    ck_assert_uint_eq(got, 2);
+    ck_assert_uint_eq(out[0].channels, 3);
+    ck_assert_uint_eq(out[0].source, 0);
+    ck_assert_uint_eq(out[1].source, 1); /* round 1: channel 1's next new item is "b" */
+}
+END_TEST
+
+/* ---- user vector ---- */
+
+START_TEST(user_vector_mean_of_normalised_items)
+{
+    fn_error err = {0};
+    float out[3];
+    /* (2,0,0) and (0,0,5) weigh the same after normalising: mean (1,0,1)/sqrt(2). */
+    const float v[] = {2, 0, 0, 0, 0, 5};
+    ck_assert_int_eq(fn_recall_user_vector(2, 3, v, out, &err), FN_OK);
+    ck_assert_float_eq_tol(out[0], (float)(1 / sqrt(2.0)), 1e-6f);
+    ck_assert_float_eq_tol(out[1], 0, 1e-6f);
+    ck_assert_float_eq_tol(out[2], (float)(1 / sqrt(2.0)), 1e-6f);
+    ck_assert_int_eq(fn_recall_user_vector(1, 3, v, out, &err), FN_OK);
+    ck_assert_float_eq(out[0], 1);
+    /* No vectors, a zero vector, NaN, vectors that cancel. */
+    ck_assert_int_eq(fn_recall_user_vector(0, 3, v, out, &err), FN_ERR_INVALID);
+    const float zero[] = {1, 0, 0, 0, 0, 0};
+    ck_assert_int_eq(fn_recall_user_vector(2, 3, zero, out, &err), FN_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(err.msg, "zero"));
+    const float bad[] = {1, NAN, 0};
+    ck_assert_int_eq(fn_recall_user_vector(1, 3, bad, out, &err), FN_ERR_INVALID);
+    const float cancel[] = {1, 0, 0, -3, 0, 0};
+    ck_assert_int_eq(fn_recall_user_vector(2, 3, cancel, out, &err), FN_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(err.msg, "cancel"));
+}
+END_TEST
+
+START_TEST(user_ann_on_a_flat_index)
+{
+    fn_error err = {0};
+    fn_ann *a = NULL;
+    ck_assert_int_eq(fn_ann_new("Flat", 4, &a, &err), FN_OK);
+    /* Items along the axes and between them. */
+    const float items[] = {
+        1, 0, 0, 0, /* 10 */
+        0, 1, 0, 0, /* 11 */
+        0, 0, 1, 0, /* 12 */
+        0, 0, 0, 1, /* 13 */
+        1, 1, 0, 0, /* 14: between 10 and 11 */
+        0, 0, 1, 1, /* 15 */
+    };
+    const int64_t ids[] = {10, 11, 12, 13, 14, 15};
+    ck_assert_int_eq(fn_ann_add(a, 6, items, ids, &err), FN_OK);
+    /* The user met 10 and 11 (11 given long): the mean direction is item 14's. */
+    const float seen[] = {1, 0, 0, 0, 0, 7, 0, 0};
+    int64_t got[3];
+    float sc[3];
+    ck_assert_msg(fn_recall_user_ann(a, 2, seen, 3, NULL, got, sc, &err) == FN_OK, "%s", err.msg);
+    ck_assert_int_eq(got[0], 14);
+    ck_assert_float_eq_tol(sc[0], 1, 1e-5f);
+    /* Then 10 and 11 tie at cos 1/sqrt(2), in either order. */
+    ck_assert(got[1] == 10 || got[1] == 11);
+    ck_assert(got[2] == 10 || got[2] == 11);
+    ck_assert_float_eq_tol(sc[1], (float)(1 / sqrt(2.0)), 1e-5f);
+    /* One seed item: the user vector is that item's. */
+    ck_assert_int_eq(fn_recall_user_ann(a, 1, items + 2 * 4, 1, NULL, got, sc, &err), FN_OK);
+    ck_assert_int_eq(got[0], 12);
+    /* No seed items is an error, not an empty answer. */
+    ck_assert_int_eq(fn_recall_user_ann(a, 0, seen, 3, NULL, got, sc, &err), FN_ERR_INVALID);
+    fn_ann_free(a);
+}
+END_TEST
+
 Suite *recall_channels_suite(void)
 {
     Suite *s = suite_create("recall_channels");
@@ -442,6 +668,16 @@ Suite *recall_channels_suite(void)
     tcase_add_test(t, cooc_bad_arguments_and_empty);
     tcase_add_test(t, cooc_save_load_round_trip);
     tcase_add_test(t, cooc_damaged_files_are_refused);
+    suite_add_tcase(s, t);
+    t = tcase_create("merge");
+    tcase_add_test(t, merge_empty_and_bad_arguments);
+    tcase_add_test(t, merge_round_robin_quotas_and_dedup);
+    tcase_add_test(t, merge_cap_is_shared_round_robin);
+    tcase_add_test(t, merge_quota_zero_and_repeated_ids);
+    suite_add_tcase(s, t);
+    t = tcase_create("user_vector");
+    tcase_add_test(t, user_vector_mean_of_normalised_items);
+    tcase_add_test(t, user_ann_on_a_flat_index);
     suite_add_tcase(s, t);
     return s;
 }
