@@ -108,7 +108,7 @@ def main():
     f.run("search", "--index", p("x"), "--queries", p("queries.fvecs"), "-k", "5", "--threads",
           "2", rc=2, err="apply to build only")
     f.run("build", "--store", tmp, "--factory", "Flat", "--out", p("x"), rc=1,
-          err="--store is not implemented yet")
+          err="not a store")
 
     # ---- Flat: exactly numpy's neighbours ----
     built = f.json("build", "--vectors", p("base.fvecs"), "--factory", "Flat", "--out",
