@@ -308,12 +308,12 @@ int main(int argc, char **argv)
     float *vecs = xmalloc(n * dim * sizeof *vecs);
     for (size_t i = 0; i < n; i++)
         near_centre(cent + (next() % (uint64_t)centres) * dim, dim, 0.7, vecs + i * dim);
-    char *id_buf = xmalloc(n * 24);
+    char *id_buf = xmalloc(n * 32);
     const char **idstr = xmalloc(n * sizeof *idstr);
     int64_t *ann_ids = xmalloc(n * sizeof *ann_ids);
     for (size_t i = 0; i < n; i++) {
-        snprintf(id_buf + i * 24, 24, "item%06zu", i);
-        idstr[i] = id_buf + i * 24;
+        snprintf(id_buf + i * 32, 32, "item%06zu", i);
+        idstr[i] = id_buf + i * 32;
         ann_ids[i] = (int64_t)i;
     }
     build_s[0] = (double)(fn_now_ns() - t0) / 1e9;
