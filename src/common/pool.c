@@ -11,6 +11,7 @@
 #include "pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -25,6 +26,8 @@
 #endif
 
 #define SPIN_NS 2000000u /* 2 ms */
+/* Pauses (~50 ns each) the caller spins on the last workers before it yields the core. */
+#define YIELD_AFTER_SPINS 2048u
 
 struct fn_pool {
     int nthreads; /* workers + caller */
@@ -153,6 +156,12 @@ void fn_pool_run(fn_pool *p, size_t n, fn_pool_task fn, void *ctx)
     if (p->sleepers) pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
     drain(p);
-    while (atomic_load_explicit(&p->active, memory_order_acquire) > 0) cpu_relax();
+    /* A worker the kernel has descheduled (another process wants the core) would keep the
+       caller spinning for a whole time slice, every loop: after a short spin, give the core
+       up so that it can run. */
+    for (unsigned spins = 0; atomic_load_explicit(&p->active, memory_order_acquire) > 0; spins++) {
+        cpu_relax();
+        if (spins >= YIELD_AFTER_SPINS) sched_yield();
+    }
     pthread_mutex_unlock(&p->run_lock);
 }
