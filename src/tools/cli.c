@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,4 +58,37 @@ fn_status fn_cli_write_stdout(const fn_buf *b, fn_error *err)
     if (b->len && fwrite(b->data, 1, b->len, stdout) != b->len)
         return fn_error_set(err, FN_ERR_IO, "writing to standard output: %s", strerror(errno));
     return FN_OK;
+}
+
+fn_status fn_cli_feature_id(const Tensorflow__Features *f, const char *key,
+                            char out[FN_CLI_ID_MAX + 1], fn_error *err)
+{
+    const Tensorflow__Feature *ft = fn_features_get(f, key);
+    fn_feature_kind k = fn_feature_kind_of(ft);
+    if (!ft || !fn_feature_size(ft))
+        return fn_error_set(err, FN_ERR_INVALID, "feature '%s' is missing", key);
+    if (k == FN_FEATURE_INT64) {
+        snprintf(out, FN_CLI_ID_MAX + 1, "%" PRId64, (int64_t)ft->int64_list->value[0]);
+        return FN_OK;
+    }
+    if (k != FN_FEATURE_BYTES)
+        return fn_error_set(err, FN_ERR_INVALID, "feature '%s' is a %s, ids are bytes or int64",
+                            key, fn_feature_kind_name(k));
+    const ProtobufCBinaryData *b = &ft->bytes_list->value[0];
+    if (!b->len || b->len > FN_CLI_ID_MAX || memchr(b->data, 0, b->len))
+        return fn_error_set(err, FN_ERR_INVALID,
+                            "feature '%s': an id must be 1 to %d bytes without NUL, got %zu bytes",
+                            key, FN_CLI_ID_MAX, b->len);
+    memcpy(out, b->data, b->len);
+    out[b->len] = '\0';
+    return FN_OK;
+}
+
+fn_status fn_cli_feature_number(const Tensorflow__Features *f, const char *key, double *v,
+                                fn_error *err)
+{
+    fn_status st = fn_features_first_number(f, key, v, err);
+    if (st == FN_ERR_NOT_FOUND) /* a missing feature is bad input, not a lookup miss */
+        return fn_error_set(err, FN_ERR_INVALID, "feature '%s' is missing", key);
+    return st;
 }

@@ -11,6 +11,7 @@
 
 #include "common/buf.h"
 #include "common/status.h"
+#include "features/example.h"
 
 enum { FN_EXIT_OK = 0, FN_EXIT_FAIL = 1, FN_EXIT_USAGE = 2 };
 
@@ -40,6 +41,20 @@ int fn_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((for
 /* Parses a whole decimal number for option opt; prints a usage error and returns 0 on failure. */
 int fn_cli_u64(const char *cmd, const char *opt, const char *s, uint64_t *out);
 int fn_cli_i64(const char *cmd, const char *opt, const char *s, int64_t *out);
+
+/* Longest id a command reads from a record, in bytes. */
+#define FN_CLI_ID_MAX 1024
+
+/*
+ * The id under key in a record's features, NUL-terminated in out: the first
+ * bytes value (1 to FN_CLI_ID_MAX bytes, no NUL), or the decimal text of the
+ * first int64 value. A missing feature is FN_ERR_INVALID (bad input).
+ */
+fn_status fn_cli_feature_id(const Tensorflow__Features *f, const char *key,
+                            char out[FN_CLI_ID_MAX + 1], fn_error *err);
+/* fn_features_first_number, with a missing feature FN_ERR_INVALID (bad input). */
+fn_status fn_cli_feature_number(const Tensorflow__Features *f, const char *key, double *v,
+                                fn_error *err);
 
 /* Writes a buffer to stdout, returning FN_ERR_IO (with a message) when stdout is closed. */
 fn_status fn_cli_write_stdout(const fn_buf *b, fn_error *err);

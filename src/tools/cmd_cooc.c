@@ -102,46 +102,6 @@ typedef struct options {
     int has_min_label, has_top, has_window, has_k, json;
 } options;
 
-/* Longest id accepted, in bytes. */
-#define ID_MAX 1024
-
-/*
- * The id under key as a NUL-terminated string in out: the first bytes value,
- * or the decimal text of the first int64 value.
- */
-static fn_status get_id(const Tensorflow__Features *f, const char *key, char out[ID_MAX + 1],
-                        fn_error *err)
-{
-    const Tensorflow__Feature *ft = fn_features_get(f, key);
-    fn_feature_kind k = fn_feature_kind_of(ft);
-    if (!ft || !fn_feature_size(ft))
-        return fn_error_set(err, FN_ERR_INVALID, "feature '%s' is missing", key);
-    if (k == FN_FEATURE_INT64) {
-        snprintf(out, ID_MAX + 1, "%" PRId64, (int64_t)ft->int64_list->value[0]);
-        return FN_OK;
-    }
-    if (k != FN_FEATURE_BYTES)
-        return fn_error_set(err, FN_ERR_INVALID, "feature '%s' is a %s, ids are bytes or int64",
-                            key, fn_feature_kind_name(k));
-    const ProtobufCBinaryData *b = &ft->bytes_list->value[0];
-    if (!b->len || b->len > ID_MAX || memchr(b->data, 0, b->len))
-        return fn_error_set(err, FN_ERR_INVALID,
-                            "feature '%s': an id must be 1 to %d bytes without NUL, got %zu bytes",
-                            key, ID_MAX, b->len);
-    memcpy(out, b->data, b->len);
-    out[b->len] = '\0';
-    return FN_OK;
-}
-
-static fn_status get_number(const Tensorflow__Features *f, const char *key, double *v,
-                            fn_error *err)
-{
-    fn_status st = fn_features_first_number(f, key, v, err);
-    if (st == FN_ERR_NOT_FOUND) /* a missing feature is bad input, not a lookup miss */
-        return fn_error_set(err, FN_ERR_INVALID, "feature '%s' is missing", key);
-    return st;
-}
-
 static int cmd_build(const options *o)
 {
     fn_error err = {0};
@@ -171,18 +131,18 @@ static int cmd_build(const options *o)
         }
         fn_arena_reset(arena);
         Tensorflow__Example *ex = NULL;
-        char user[ID_MAX + 1], item[ID_MAX + 1];
+        char user[FN_CLI_ID_MAX + 1], item[FN_CLI_ID_MAX + 1];
         double t = 0, label = 0;
         int keep = 1;
         st = fn_example_decode_arena(data, len, arena, &ex, &err);
         const Tensorflow__Features *f = st == FN_OK ? fn_example_features(ex) : NULL;
         if (st == FN_OK && o->label_key) {
-            st = get_number(f, o->label_key, &label, &err);
+            st = fn_cli_feature_number(f, o->label_key, &label, &err);
             keep = st == FN_OK && label >= o->min_label;
         }
-        if (st == FN_OK && keep) st = get_id(f, o->user_key, user, &err);
-        if (st == FN_OK && keep) st = get_id(f, o->item_key, item, &err);
-        if (st == FN_OK && keep) st = get_number(f, o->time_key, &t, &err);
+        if (st == FN_OK && keep) st = fn_cli_feature_id(f, o->user_key, user, &err);
+        if (st == FN_OK && keep) st = fn_cli_feature_id(f, o->item_key, item, &err);
+        if (st == FN_OK && keep) st = fn_cli_feature_number(f, o->time_key, &t, &err);
         if (st == FN_OK && keep && !(fabs(t) < 9.2e18))
             st = fn_error_set(&err, FN_ERR_INVALID, "feature '%s': time %g out of range",
                               o->time_key, t);

@@ -110,8 +110,7 @@ static const struct option long_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
-#define MAX_K  8
-#define ID_MAX 1024
+#define MAX_K 8
 
 enum { CH_POP, CH_COOC, CH_ANN, N_CH };
 static const char *const ch_names[N_CH] = {"popularity", "cooc", "ann_user"};
@@ -145,39 +144,6 @@ typedef struct raw_set {
     size_t n, cap;
 } raw_set;
 
-static fn_status get_id(const Tensorflow__Features *f, const char *key, char out[ID_MAX + 1],
-                        fn_error *err)
-{
-    const Tensorflow__Feature *ft = fn_features_get(f, key);
-    fn_feature_kind k = fn_feature_kind_of(ft);
-    if (!ft || !fn_feature_size(ft))
-        return fn_error_set(err, FN_ERR_INVALID, "feature '%s' is missing", key);
-    if (k == FN_FEATURE_INT64) {
-        snprintf(out, ID_MAX + 1, "%" PRId64, (int64_t)ft->int64_list->value[0]);
-        return FN_OK;
-    }
-    if (k != FN_FEATURE_BYTES)
-        return fn_error_set(err, FN_ERR_INVALID, "feature '%s' is a %s, ids are bytes or int64",
-                            key, fn_feature_kind_name(k));
-    const ProtobufCBinaryData *b = &ft->bytes_list->value[0];
-    if (!b->len || b->len > ID_MAX || memchr(b->data, 0, b->len))
-        return fn_error_set(err, FN_ERR_INVALID,
-                            "feature '%s': an id must be 1 to %d bytes without NUL, got %zu bytes",
-                            key, ID_MAX, b->len);
-    memcpy(out, b->data, b->len);
-    out[b->len] = '\0';
-    return FN_OK;
-}
-
-static fn_status get_number(const Tensorflow__Features *f, const char *key, double *v,
-                            fn_error *err)
-{
-    fn_status st = fn_features_first_number(f, key, v, err);
-    if (st == FN_ERR_NOT_FOUND)
-        return fn_error_set(err, FN_ERR_INVALID, "feature '%s' is missing", key);
-    return st;
-}
-
 static void raw_free(raw_set *s)
 {
     for (size_t i = 0; i < s->n; i++) free(s->v[i].user), free(s->v[i].item);
@@ -202,14 +168,14 @@ static fn_status read_ratings(const options *o, const char *path, fn_arena *aren
         if (st != FN_OK) break;
         fn_arena_reset(arena);
         Tensorflow__Example *ex = NULL;
-        char user[ID_MAX + 1], item[ID_MAX + 1];
+        char user[FN_CLI_ID_MAX + 1], item[FN_CLI_ID_MAX + 1];
         double t = 0, label = 0;
         st = fn_example_decode_arena(data, len, arena, &ex, err);
         const Tensorflow__Features *f = st == FN_OK ? fn_example_features(ex) : NULL;
-        if (st == FN_OK) st = get_id(f, o->user_key, user, err);
-        if (st == FN_OK) st = get_id(f, o->item_key, item, err);
-        if (st == FN_OK) st = get_number(f, o->time_key, &t, err);
-        if (st == FN_OK) st = get_number(f, o->label_key, &label, err);
+        if (st == FN_OK) st = fn_cli_feature_id(f, o->user_key, user, err);
+        if (st == FN_OK) st = fn_cli_feature_id(f, o->item_key, item, err);
+        if (st == FN_OK) st = fn_cli_feature_number(f, o->time_key, &t, err);
+        if (st == FN_OK) st = fn_cli_feature_number(f, o->label_key, &label, err);
         if (st == FN_OK && !(fabs(t) < 9.2e18))
             st = fn_error_set(err, FN_ERR_INVALID, "feature '%s': time %g out of range",
                               o->time_key, t);
@@ -308,10 +274,10 @@ static fn_status read_embeddings(const options *o, const id_table *items, fn_are
         if (st != FN_OK) break;
         fn_arena_reset(arena);
         Tensorflow__Example *ex = NULL;
-        char id[ID_MAX + 1];
+        char id[FN_CLI_ID_MAX + 1];
         if ((st = fn_example_decode_arena(data, len, arena, &ex, err)) != FN_OK) break;
         const Tensorflow__Features *f = fn_example_features(ex);
-        if ((st = get_id(f, o->item_key, id, err)) != FN_OK) break;
+        if ((st = fn_cli_feature_id(f, o->item_key, id, err)) != FN_OK) break;
         int64_t idx = table_find(items, id);
         const Tensorflow__Feature *ft = fn_features_get(f, o->emb_key);
         if (idx < 0 || !ft) continue; /* an item nobody rated, or one without a vector */

@@ -13,46 +13,20 @@ leaves the others unchanged. --weights 0,1 makes the merge cooc's list. Usage er
 (skipped) without the data.
 """
 import argparse
-import base64
 import json
 import math
 import os
 import struct
-import subprocess
 import sys
 import tempfile
 from collections import defaultdict
+
+from funnel_cli import check, interactions, run
 
 HALF_LIFE = 30 * 86400
 RECENT = 20
 TOP = 100
 KS = (100, 500)
-
-
-def run(funnel, *args, rc=0, stderr_has=None):
-    p = subprocess.run([funnel, *args], capture_output=True, text=True)
-    if p.returncode != rc:
-        sys.exit(f"FAIL: funnel {' '.join(args)} exited {p.returncode}, expected {rc}:\n"
-                 f"{p.stderr}")
-    if stderr_has and stderr_has not in p.stderr:
-        sys.exit(f"FAIL: funnel {' '.join(args)}: stderr lacks {stderr_has!r}: {p.stderr}")
-    return p.stdout
-
-
-def check(cond, what):
-    if not cond:
-        sys.exit(f"FAIL: {what}")
-
-
-def ratings(funnel, path):
-    """(user, item, timestamp, label) per record."""
-    out = []
-    for line in run(funnel, "tfrecord", "cat", path).splitlines():
-        f = json.loads(line)["features"]["feature"]
-        b = lambda k: base64.b64decode(f[k]["bytesList"]["value"][0]).decode()
-        i = lambda k: int(f[k]["int64List"]["value"][0])
-        out.append((b("user_id"), b("item_id"), i("timestamp"), i("label")))
-    return out
 
 
 def f32(x):
@@ -166,7 +140,7 @@ def main():
 
         got = json.loads(run(f, "recall", "eval", "--train", tr, "--test", te, "--json"))
         print("funnel:", json.dumps(got))
-        users, want = expected(ratings(f, tr), ratings(f, te))
+        users, want = expected(interactions(f, tr), interactions(f, te))
         print("python:", users, json.dumps(want))
         check(got["users"] == users, f"users {got['users']} != {users}")
         check(got["k"] == list(KS), f"k {got['k']}")
