@@ -232,12 +232,6 @@ done:
     return st;
 }
 
-static fn_status predict(const fn_model *m, const fn_dataset *d, size_t r0, size_t n, float *out,
-                         fn_error *err)
-{
-    return dfm_predict_rows(m, d, r0, n, 1, out, err);
-}
-
 /* Threads split the GEMMs; the sum order in a row can depend on the split, so a count other
    than the one used in training validation may change the last bits. */
 static fn_status predict_all(const fn_model *m, const fn_dataset *d, int threads, float *out,
@@ -448,7 +442,7 @@ const fn_model_ops fn_deepfm_ops = {.kind = FN_MODEL_DEEPFM,
                                     .predict_all = predict_all,
                                     .init = init,
                                     .train = train,
-                                    .predict = predict,
+                                    .predict = NULL,
                                     .score = score,
                                     .save = save,
                                     .load = load,

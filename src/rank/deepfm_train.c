@@ -21,7 +21,6 @@
 #include <string.h>
 
 #include "common/clock.h"
-#include "common/log.h"
 #include "common/progress.h"
 #include "deepfm_impl.h"
 #include "fm_train.h"
@@ -383,9 +382,8 @@ static fn_status run_epochs(trainer *t, const fn_dataset *train, const fn_datase
         goto done;
     }
     uint64_t shuffle_state = o->seed ^ 0x5f0e1d2c3b4a6978ull;
-    double best_loss = INFINITY, train_loss = NAN, train_s = 0;
-    int best_epoch = 0, epoch;
-    for (epoch = 1; epoch <= o->epochs; epoch++) {
+    fn_epochs e = fn_epochs_start(o, "deepfm", valid != NULL, n);
+    for (int epoch = 1; epoch <= o->epochs; epoch++) {
         fn_rank_shuffle(order, n, &shuffle_state);
         fn_progress *bar = o->progress ? fn_progress_new("examples", n) : NULL;
         double sum = 0;
@@ -400,62 +398,32 @@ static fn_status run_epochs(trainer *t, const fn_dataset *train, const fn_datase
                 fn_progress_update(bar, lo + nb, extra);
             }
         }
-        train_s += (double)(fn_now_ns() - t0) / 1e9;
+        e.train_s += (double)(fn_now_ns() - t0) / 1e9;
         if (st == FN_OK) st = publish(t, t->cur, err);
+        double vl = NAN;
+        if (st == FN_OK && valid) {
+            st = dfm_predict_rows(t->m, valid, 0, valid->n, o->threads, probs, err);
+            if (st == FN_OK)
+                vl = fn_metric_logloss(probs, valid->labels, valid->n);
+            else
+                fn_error_prefix(err, "deepfm train: validation");
+        }
         if (st != FN_OK) {
             fn_progress_finish(bar);
             goto done;
         }
-        train_loss = sum / (double)n;
-        char line[96];
-        int len =
-            snprintf(line, sizeof line, "epoch %d/%d loss %.5f", epoch, o->epochs, train_loss);
-        double vl = NAN;
-        if (valid) {
-            st = dfm_predict_rows(t->m, valid, 0, valid->n, o->threads, probs, err);
-            if (st != FN_OK) {
-                fn_progress_finish(bar);
-                fn_error_prefix(err, "deepfm train: validation");
-                goto done;
-            }
-            vl = fn_metric_logloss(probs, valid->labels, valid->n);
-            snprintf(line + len, sizeof line - (size_t)len, " valid %.5f", vl);
-        }
-        fn_progress_update(bar, n, line);
-        fn_progress_finish(bar);
-        fn_log_debug("deepfm train: %s", line);
-        if (!valid) {
-            if (!isfinite(train_loss)) break;
-            best_epoch = epoch;
-            continue;
-        }
-        if (vl < best_loss) {
-            best_loss = vl;
-            best_epoch = epoch;
+        int is_best, stop = fn_epochs_after(&e, epoch, sum / (double)n, vl, bar, &is_best);
+        if (is_best) {
             memcpy(t->best, t->cur, t->mlp_floats * sizeof(float));
             memcpy(t->bestP, t->f->P, t->f->n_param * sizeof(float));
-        } else if (o->patience >= 1 && epoch - best_epoch >= o->patience) {
-            break;
         }
-        if (!isfinite(train_loss)) break;
+        if (stop) break;
     }
-    int run = epoch > o->epochs ? o->epochs : epoch;
-    if (best_epoch == 0 || (!valid && !isfinite(train_loss))) {
-        st = fn_error_set(err, FN_ERR_INVALID,
-                          "deepfm train: the %s loss is not finite after epoch %d: training "
-                          "diverged (lower the learning rate)",
-                          valid ? "validation" : "training", run);
-        goto done;
-    }
-    if (valid && best_epoch != run) {
+    int again;
+    if ((st = fn_epochs_finish(&e, rep, &again, err)) == FN_OK && again) {
         memcpy(t->f->P, t->bestP, t->f->n_param * sizeof(float));
-        if ((st = restore(t, t->best, err)) != FN_OK) goto done;
+        st = restore(t, t->best, err);
     }
-    rep->epochs_run = run;
-    rep->best_epoch = best_epoch;
-    rep->best_valid_loss = valid ? best_loss : NAN;
-    rep->train_loss = train_loss;
-    rep->examples_per_s = train_s > 0 ? (double)n * run / train_s : 0;
 done:
     free(order);
     free(probs);

@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "common/clock.h"
-#include "common/log.h"
 #include "common/pool.h"
 #include "common/progress.h"
 
@@ -123,9 +122,8 @@ fn_status fn_fm_train_epochs(const fn_fm_trainer *t, const fn_train_options *o,
 
     /* The shuffle has its own stream, apart from the initialisation's (seeded by seed too). */
     uint64_t shuffle_state = o->seed ^ 0x5f0e1d2c3b4a6978ull;
-    double best_loss = INFINITY, train_loss = NAN, train_s = 0;
-    int best_epoch = 0, epoch;
-    for (epoch = 1; epoch <= o->epochs; epoch++) {
+    fn_epochs e = fn_epochs_start(o, kind, valid != NULL, n);
+    for (int epoch = 1; epoch <= o->epochs; epoch++) {
         fn_rank_shuffle(order, n, &shuffle_state);
         epoch_job j = {.t = t,
                        .d = train,
@@ -139,55 +137,21 @@ fn_status fn_fm_train_epochs(const fn_fm_trainer *t, const fn_train_options *o,
         atomic_init(&j.loss_sum, 0.0);
         uint64_t t0 = fn_now_ns();
         fn_pool_run(pool, n_chunks, epoch_task, &j);
-        train_s += (double)(fn_now_ns() - t0) / 1e9;
+        e.train_s += (double)(fn_now_ns() - t0) / 1e9;
         double sum = 0;
         for (size_t c = 0; c < n_chunks; c++) sum += chunk_loss[c];
-        train_loss = sum / (double)n;
-
-        char line[96];
-        int len =
-            snprintf(line, sizeof line, "epoch %d/%d loss %.5f", epoch, o->epochs, train_loss);
         double vl = NAN;
-        if (valid) {
-            st = valid_loss(pool, t->m, valid, probs, &vl, err);
-            if (st != FN_OK) {
-                fn_progress_finish(j.bar);
-                goto done;
-            }
-            snprintf(line + len, sizeof line - (size_t)len, " valid %.5f", vl);
+        if (valid && (st = valid_loss(pool, t->m, valid, probs, &vl, err)) != FN_OK) {
+            fn_progress_finish(j.bar);
+            goto done;
         }
-        fn_progress_update(j.bar, n, line);
-        fn_progress_finish(j.bar); /* one line per epoch stays on the terminal, as libffm's table */
-        fn_log_debug("%s train: %s", kind, line);
-
-        if (!valid) {
-            if (!isfinite(train_loss)) break;
-            best_epoch = epoch;
-            continue;
-        }
-        if (vl < best_loss) { /* NaN never is */
-            best_loss = vl;
-            best_epoch = epoch;
-            memcpy(best, t->params, t->n_params * sizeof *best);
-        } else if (o->patience >= 1 && epoch - best_epoch >= o->patience) {
-            break;
-        }
-        if (!isfinite(train_loss)) break; /* diverged: nothing better will come */
+        int is_best, stop = fn_epochs_after(&e, epoch, sum / (double)n, vl, j.bar, &is_best);
+        if (is_best) memcpy(best, t->params, t->n_params * sizeof *best);
+        if (stop) break;
     }
-    int run = epoch > o->epochs ? o->epochs : epoch;
-    if (best_epoch == 0 || (!valid && !isfinite(train_loss))) {
-        st = fn_error_set(err, FN_ERR_INVALID,
-                          "%s train: the %s loss is not finite after epoch %d: training "
-                          "diverged (lower the learning rate)",
-                          kind, valid ? "validation" : "training", run);
-        goto done;
-    }
-    if (valid && best_epoch != run) memcpy(t->params, best, t->n_params * sizeof *best);
-    rep->epochs_run = run;
-    rep->best_epoch = best_epoch;
-    rep->best_valid_loss = valid ? best_loss : NAN;
-    rep->train_loss = train_loss;
-    rep->examples_per_s = train_s > 0 ? (double)n * run / train_s : 0;
+    int restore;
+    if ((st = fn_epochs_finish(&e, rep, &restore, err)) == FN_OK && restore)
+        memcpy(t->params, best, t->n_params * sizeof *best);
 done:
     fn_pool_free(pool);
     free(order);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "common/pool.h"
 #include "rank_impl.h"
 
@@ -437,6 +438,60 @@ fn_status fn_rank_load_fm_block(const fn_safetensors *st, float *P, size_t lin_o
     if (s == FN_OK) s = fn_rank_load_f32(st, "linear", 1, &nn, P + lin_off, err);
     if (s == FN_OK) s = fn_rank_load_f32(st, "embedding", 2, nk, P + emb_off, err);
     return s;
+}
+
+fn_epochs fn_epochs_start(const fn_train_options *o, const char *kind, int has_valid, size_t n)
+{
+    return (fn_epochs){.o = o,
+                       .kind = kind,
+                       .has_valid = has_valid,
+                       .n = n,
+                       .best_loss = INFINITY,
+                       .train_loss = NAN};
+}
+
+int fn_epochs_after(fn_epochs *e, int epoch, double train_loss, double valid_loss, fn_progress *bar,
+                    int *is_best)
+{
+    char line[96];
+    int len = snprintf(line, sizeof line, "epoch %d/%d loss %.5f", epoch, e->o->epochs, train_loss);
+    if (e->has_valid) snprintf(line + len, sizeof line - (size_t)len, " valid %.5f", valid_loss);
+    fn_progress_update(bar, e->n, line);
+    fn_progress_finish(bar); /* one line per epoch stays on the terminal, as libffm's table */
+    fn_log_debug("%s train: %s", e->kind, line);
+
+    e->run = epoch;
+    e->train_loss = train_loss;
+    *is_best = 0;
+    if (!e->has_valid) {
+        if (!isfinite(train_loss)) return 1;
+        e->best_epoch = epoch;
+        return 0;
+    }
+    if (valid_loss < e->best_loss) { /* NaN never is */
+        e->best_loss = valid_loss;
+        e->best_epoch = epoch;
+        *is_best = 1;
+    } else if (e->o->patience >= 1 && epoch - e->best_epoch >= e->o->patience) {
+        return 1;
+    }
+    return !isfinite(train_loss); /* diverged: nothing better will come */
+}
+
+fn_status fn_epochs_finish(const fn_epochs *e, fn_train_report *rep, int *restore, fn_error *err)
+{
+    if (e->best_epoch == 0 || (!e->has_valid && !isfinite(e->train_loss)))
+        return fn_error_set(err, FN_ERR_INVALID,
+                            "%s train: the %s loss is not finite after epoch %d: training "
+                            "diverged (lower the learning rate)",
+                            e->kind, e->has_valid ? "validation" : "training", e->run);
+    *restore = e->has_valid && e->best_epoch != e->run;
+    rep->epochs_run = e->run;
+    rep->best_epoch = e->best_epoch;
+    rep->best_valid_loss = e->has_valid ? e->best_loss : NAN;
+    rep->train_loss = e->train_loss;
+    rep->examples_per_s = e->train_s > 0 ? (double)e->n * e->run / e->train_s : 0;
+    return FN_OK;
 }
 
 static uint64_t splitmix(uint64_t *s)

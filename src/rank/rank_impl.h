@@ -7,6 +7,7 @@
 #ifndef FN_RANK_IMPL_H
 #define FN_RANK_IMPL_H
 
+#include "common/progress.h"
 #include "common/safetensors.h"
 #include "rank.h"
 
@@ -22,7 +23,8 @@ typedef struct fn_model_ops {
     /* Trains the initialised model in place (the best epoch's weights kept). */
     fn_status (*train)(fn_model *m, const fn_train_options *opts, const fn_dataset *train,
                        const fn_dataset *valid, fn_train_report *report, fn_error *err);
-    /* Probabilities for examples [row0, row0 + n) of d (one thread; model.c splits rows). */
+    /* Probabilities for examples [row0, row0 + n) of d (one thread; model.c splits rows).
+       NULL when the kind has predict_all. */
     fn_status (*predict)(const fn_model *m, const fn_dataset *d, size_t row0, size_t n, float *out,
                          fn_error *err);
     /* One request's candidates, the shared part folded in once. */
@@ -80,6 +82,37 @@ fn_status fn_rank_save_fm_block(fn_safetensors_writer *w, const float *P, size_t
                                 size_t emb_off, uint64_t n, int k, fn_error *err);
 fn_status fn_rank_load_fm_block(const fn_safetensors *st, float *P, size_t lin_off, size_t emb_off,
                                 uint64_t n, int k, fn_error *err);
+
+/*
+ * The epoch bookkeeping every kind's training loop shares: the line each
+ * epoch leaves on the terminal, early stopping after `patience` epochs
+ * without a lower validation loss, divergence, and the report.
+ */
+typedef struct fn_epochs {
+    const fn_train_options *o;
+    const char *kind;
+    int has_valid;
+    size_t n;            /* training examples an epoch */
+    int best_epoch, run; /* 0 until an epoch counts */
+    double best_loss, train_loss;
+    double train_s; /* the caller adds the seconds spent training (not validating) */
+} fn_epochs;
+
+fn_epochs fn_epochs_start(const fn_train_options *o, const char *kind, int has_valid, size_t n);
+/*
+ * After epoch `epoch` (1-based): its line ("epoch e/E loss x valid y") closes
+ * bar and goes to the debug log. valid_loss is NaN without validation data.
+ * *is_best: the best epoch so far, whose weights the caller keeps now.
+ * Returns 1 when training should stop (patience spent, or the loss diverged).
+ */
+int fn_epochs_after(fn_epochs *e, int epoch, double train_loss, double valid_loss, fn_progress *bar,
+                    int *is_best);
+/*
+ * After the loop: FN_ERR_INVALID when no finite epoch can be kept (training
+ * diverged), else fills rep; *restore is 1 when the
+ * best epoch is not the last one run (the caller puts its weights back).
+ */
+fn_status fn_epochs_finish(const fn_epochs *e, fn_train_report *rep, int *restore, fn_error *err);
 
 /* A random permutation of [0, n) from seed (training shuffles). */
 void fn_rank_shuffle(size_t *idx, size_t n, uint64_t *state);
