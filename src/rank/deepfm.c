@@ -30,8 +30,8 @@ struct dfm_ctx {
 
 /* ---- the sparse part ---- */
 
-void dfm_sparse_add(const deepfm *f, const fn_feature_triple *x, size_t nx, float *lin, float *S,
-                    float *Q, float *e)
+void dfm_sparse_add(const deepfm *f, const fn_feature_triple *x, size_t nx, const int32_t *pos,
+                    float *lin, float *S, float *Q, float *e)
 {
     const int k = f->k;
     const float *w = f->P + f->lin_off, *V = f->P + f->emb_off;
@@ -39,7 +39,7 @@ void dfm_sparse_add(const deepfm *f, const fn_feature_triple *x, size_t nx, floa
         if (x[i].index >= f->n || x[i].field >= f->F) continue;
         const float xv = x[i].value, *v = V + (size_t)x[i].index * k;
         *lin += w[x[i].index] * xv;
-        float *ef = e ? e + (size_t)x[i].field * k : NULL;
+        float *ef = !e ? NULL : e + (pos ? (size_t)pos[x[i].field] : (size_t)x[i].field * k);
         for (int d = 0; d < k; d++) {
             float vx = v[d] * xv;
             S[d] += vx;
@@ -218,8 +218,8 @@ fn_status dfm_predict_rows(const fn_model *m, const fn_dataset *d, size_t r0, si
             size_t r = r0 + lo + i;
             float lin = 0;
             memset(SQ, 0, 2 * k * sizeof *SQ);
-            dfm_sparse_add(f, d->triples + d->offsets[r], d->offsets[r + 1] - d->offsets[r], &lin,
-                           SQ, SQ + k, X + i * D);
+            dfm_sparse_add(f, d->triples + d->offsets[r], d->offsets[r + 1] - d->offsets[r], NULL,
+                           &lin, SQ, SQ + k, X + i * D);
             fmv[i] = dfm_fm_logit(f, lin, SQ, SQ + k);
         }
         if ((st = run_layers(be, f, 0, X, (int64_t)nb, A, B, out + lo, err)) != FN_OK) goto done;
@@ -316,7 +316,7 @@ static fn_status score_with(const deepfm *f, dfm_ctx *c, const fn_score_request 
     float lin_s = 0;
     memset(r.e_shared, 0, D * sizeof(float));
     memset(r.SQ, 0, 2 * k * sizeof(float));
-    dfm_sparse_add(f, q->shared, q->n_shared, &lin_s, r.SQ, r.SQ + k, r.e_shared);
+    dfm_sparse_add(f, q->shared, q->n_shared, NULL, &lin_s, r.SQ, r.SQ + k, r.e_shared);
     const float *W0 = f->W[0]->data, *b0 = f->b[0]->data;
     for (size_t o = 0; o < h0; o++) {
         float t = b0[o];
@@ -343,24 +343,11 @@ static fn_status score_with(const deepfm *f, dfm_ctx *c, const fn_score_request 
     /* Each candidate's own embeddings (compacted) and FM logit. */
     memset(r.Ec, 0, n * Dc * sizeof(float));
     float *S = r.SQ + 2 * k, *Q = S + k;
-    const float *V = f->P + f->emb_off, *w = f->P + f->lin_off;
     for (size_t i = 0; i < n; i++) {
         float lin = lin_s;
         memcpy(S, r.SQ, 2 * k * sizeof(float));
-        float *e = r.Ec + i * Dc;
-        for (size_t t = q->cand_offsets[i]; t < q->cand_offsets[i + 1]; t++) {
-            const fn_feature_triple *x = &q->cand[t];
-            if (x->index >= f->n || x->field >= f->F) continue;
-            const float *v = V + (size_t)x->index * k;
-            float *ef = e + r.pos[x->field];
-            lin += w[x->index] * x->value;
-            for (size_t d = 0; d < k; d++) {
-                float vx = v[d] * x->value;
-                S[d] += vx;
-                Q[d] += vx * vx;
-                ef[d] += vx;
-            }
-        }
+        size_t t0 = q->cand_offsets[i], t1 = q->cand_offsets[i + 1];
+        dfm_sparse_add(f, q->cand + t0, t1 - t0, r.pos, &lin, S, Q, r.Ec + i * Dc);
         r.fmv[i] = dfm_fm_logit(f, lin, S, Q);
     }
 

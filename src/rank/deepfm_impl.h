@@ -51,10 +51,14 @@ typedef struct deepfm {
     dfm_ctx *idle;
 } deepfm;
 
-/* Sums of an example's sparse part: the FM terms and, when e is not NULL, its field
-   embeddings e [F k] (added to, not cleared). S and Q hold k floats each. */
-void dfm_sparse_add(const deepfm *f, const fn_feature_triple *x, size_t nx, float *lin, float *S,
-                    float *Q, float *e);
+/*
+ * Sums of an example's sparse part: the FM terms and, when e is not NULL, its
+ * field embeddings (added to, not cleared). S and Q hold k floats each. A
+ * field's k floats start at e + field * k, or at e + pos[field] when pos is
+ * given (a request's candidates keep only the fields they use).
+ */
+void dfm_sparse_add(const deepfm *f, const fn_feature_triple *x, size_t nx, const int32_t *pos,
+                    float *lin, float *S, float *Q, float *e);
 /* bias + lin + 1/2 sum_d (S_d^2 - Q_d). */
 float dfm_fm_logit(const deepfm *f, float lin, const float *S, const float *Q);
 

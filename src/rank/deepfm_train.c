@@ -309,8 +309,8 @@ static fn_status batch_step(trainer *t, const fn_dataset *d, const size_t *rows,
         memset(S, 0, k * sizeof *S);
         memset(Q, 0, k * sizeof *Q);
         size_t r = rows[i];
-        dfm_sparse_add(f, d->triples + d->offsets[r], d->offsets[r + 1] - d->offsets[r], &lin, S, Q,
-                       t->X + i * D);
+        dfm_sparse_add(f, d->triples + d->offsets[r], d->offsets[r + 1] - d->offsets[r], NULL, &lin,
+                       S, Q, t->X + i * D);
         t->fmv[i] = dfm_fm_logit(f, lin, S, Q);
     }
     fn_tensor x = rows_view(t->x, (int64_t)nb), out = rows_view(t->out, (int64_t)nb),
