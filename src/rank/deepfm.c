@@ -317,12 +317,12 @@ static fn_status score_with(const deepfm *f, dfm_ctx *c, const fn_score_request 
     memset(r.e_shared, 0, D * sizeof(float));
     memset(r.SQ, 0, 2 * k * sizeof(float));
     dfm_sparse_add(f, q->shared, q->n_shared, NULL, &lin_s, r.SQ, r.SQ + k, r.e_shared);
-    const float *W0 = f->W[0]->data, *b0 = f->b[0]->data;
-    for (size_t o = 0; o < h0; o++) {
-        float t = b0[o];
-        for (size_t j = 0; j < D; j++) t += W0[o * D + j] * r.e_shared[j];
-        r.z[o] = t;
-    }
+    const float *W0 = f->W[0]->data;
+    int64_t ed[2] = {1, (int64_t)D}, zd2[2] = {1, (int64_t)h0};
+    fn_tensor Es = fn_tensor_host(FN_F32, 2, ed, r.e_shared),
+              Zs = fn_tensor_host(FN_F32, 2, zd2, r.z);
+    fn_status st = fn_op_linear(c->b, &Es, f->W[0], f->b[0], FN_ACT_NONE, &Zs, err);
+    if (st != FN_OK) return fn_error_prefix(err, "deepfm: shared part of layer 0");
 
     /* The fields candidates use, and W0's columns for them. */
     for (uint32_t fl = 0; fl < f->F; fl++) r.pos[fl] = -1;
@@ -352,7 +352,6 @@ static fn_status score_with(const deepfm *f, dfm_ctx *c, const fn_score_request 
     }
 
     /* First layer: Ec W0c^T + z, the activation; then the rest. */
-    fn_status st;
     fn_act a0 = layer_act(f, 0);
     float *h1 = f->L == 1 ? r.mlp : r.A;
     int64_t hd[2] = {(int64_t)n, (int64_t)h0}, zd = (int64_t)h0;
