@@ -1,0 +1,2 @@
+/* diversity.c - (being written) */
+#include "rerank.h"

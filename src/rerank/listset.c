@@ -1,0 +1,2 @@
+/* listset.c - (being written) */
+#include "rerank.h"

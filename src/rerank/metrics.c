@@ -1,0 +1,2 @@
+/* metrics.c - (being written) */
+#include "rerank.h"

@@ -1,0 +1,2 @@
+/* train.c - (being written) */
+#include "rerank.h"
