@@ -71,12 +71,31 @@ enum {
     OP_SUM_ROWS,
     OP_DROPOUT,
     OP_ADAM,
+    OP_AXPY,
+    OP_LAYERNORM_BACKWARD,
+    OP_ATTENTION_BACKWARD,
     OP_COUNT
 };
 _Static_assert(OP_COUNT <= FN_PROFILED_OPS, "raise FN_PROFILED_OPS");
 static const char *op_names[OP_COUNT] = {
-    "gemm",      "linear",       "bias_act", "layernorm",    "softmax",  "attention", "gather",
-    "mean_pool", "l2_normalize", "copy",     "act_backward", "sum_rows", "dropout",   "adam"};
+    [OP_GEMM] = "gemm",
+    [OP_LINEAR] = "linear",
+    [OP_BIAS_ACT] = "bias_act",
+    [OP_LAYERNORM] = "layernorm",
+    [OP_SOFTMAX] = "softmax",
+    [OP_ATTENTION] = "attention",
+    [OP_GATHER] = "gather",
+    [OP_MEAN_POOL] = "mean_pool",
+    [OP_L2_NORMALIZE] = "l2_normalize",
+    [OP_COPY] = "copy",
+    [OP_ACT_BACKWARD] = "act_backward",
+    [OP_SUM_ROWS] = "sum_rows",
+    [OP_DROPOUT] = "dropout",
+    [OP_ADAM] = "adam",
+    [OP_AXPY] = "axpy",
+    [OP_LAYERNORM_BACKWARD] = "layernorm_backward",
+    [OP_ATTENTION_BACKWARD] = "attention_backward",
+};
 
 static int profiling = -1;
 
@@ -104,7 +123,7 @@ static void profile_dump(const fn_backend *b)
     fprintf(stderr, "op profile of %s:\n", b->name);
     for (int i = 0; i < OP_COUNT; i++)
         if (b->prof_calls[i])
-            fprintf(stderr, "  %-13s %9llu calls %10.3f ms %5.1f%%\n", op_names[i],
+            fprintf(stderr, "  %-18s %9llu calls %10.3f ms %5.1f%%\n", op_names[i],
                     (unsigned long long)b->prof_calls[i], (double)b->prof_ns[i] / 1e6,
                     100.0 * (double)b->prof_ns[i] / (double)total);
 }
@@ -547,4 +566,89 @@ fn_status fn_op_adam(fn_backend *b, fn_tensor *param, const fn_tensor *grad, fn_
         return fn_error_set(err, FN_ERR_INVALID, "adam: lr / (1 - beta1^step) overflows f32");
     drop_aux(param);
     PROFILED(b, OP_ADAM, b->ops->adam(b, param, grad, m, v, &s, err));
+}
+
+fn_status fn_op_axpy(fn_backend *b, float alpha, const fn_tensor *x, fn_tensor *y, fn_error *err)
+{
+    CHECK(check(b, "axpy", "x", x, x ? x->dtype : FN_F32, 1, 4, err));
+    CHECK(f32_only("axpy", "x", x, err));
+    CHECK(check(b, "axpy", "y", y, FN_F32, 1, 4, err));
+    if (fn_tensor_numel(y) != fn_tensor_numel(x)) {
+        char s[96];
+        shape_str(x, s, sizeof s);
+        char what[160];
+        snprintf(what, sizeof what, "y must have as many elements as x %s", s);
+        return bad_shape(err, "axpy", what, y);
+    }
+    if (!isfinite(alpha)) return fn_error_set(err, FN_ERR_INVALID, "axpy: alpha is not finite");
+    drop_aux(y);
+    PROFILED(b, OP_AXPY, b->ops->axpy(b, alpha, x, y, err));
+}
+
+fn_status fn_op_layernorm_backward(fn_backend *b, const fn_tensor *x, const fn_tensor *residual,
+                                   const fn_tensor *gamma, float eps, const fn_tensor *dout,
+                                   fn_tensor *dx, fn_tensor *dgamma, fn_tensor *dbeta,
+                                   fn_error *err)
+{
+    const char *op = "layernorm_backward";
+    CHECK(check(b, op, "x", x, x ? x->dtype : FN_F32, 1, 4, err));
+    CHECK(f32_only(op, "x", x, err));
+    if (residual) {
+        CHECK(check(b, op, "residual", residual, FN_F32, 1, 4, err));
+        if (!same_shape(residual, x))
+            return bad_shape(err, op, "residual must have x's shape", residual);
+    }
+    CHECK(check(b, op, "gamma", gamma, FN_F32, 1, 1, err));
+    CHECK(check(b, op, "dout", dout, FN_F32, 1, 4, err));
+    CHECK(check(b, op, "dx", dx, FN_F32, 1, 4, err));
+    int64_t d = x->ne[x->ndim - 1];
+    if (gamma->ne[0] != d)
+        return bad_shape(err, op, "gamma must match the last dimension of x", gamma);
+    if (!same_shape(dout, x)) return bad_shape(err, op, "dout must have x's shape", dout);
+    if (!same_shape(dx, x)) return bad_shape(err, op, "dx must have x's shape", dx);
+    if (dgamma) {
+        CHECK(check(b, op, "dgamma", dgamma, FN_F32, 1, 1, err));
+        if (dgamma->ne[0] != d)
+            return bad_shape(err, op, "dgamma must match the last dimension of x", dgamma);
+    }
+    if (dbeta) {
+        CHECK(check(b, op, "dbeta", dbeta, FN_F32, 1, 1, err));
+        if (dbeta->ne[0] != d)
+            return bad_shape(err, op, "dbeta must match the last dimension of x", dbeta);
+    }
+    if (dgamma && dbeta && dgamma->data == dbeta->data)
+        return fn_error_set(err, FN_ERR_INVALID, "%s: dgamma and dbeta must be distinct tensors",
+                            op);
+    if (!(eps > 0)) return fn_error_set(err, FN_ERR_INVALID, "%s: eps must be positive", op);
+    drop_aux(dx);
+    if (dgamma) drop_aux(dgamma);
+    if (dbeta) drop_aux(dbeta);
+    PROFILED(b, OP_LAYERNORM_BACKWARD,
+             b->ops->layernorm_backward(b, x, residual, gamma, eps, dout, dx, dgamma, dbeta, err));
+}
+
+fn_status fn_op_attention_backward(fn_backend *b, const fn_tensor *qkv, const fn_tensor *mask,
+                                   int n_heads, const fn_tensor *dout, fn_tensor *dqkv,
+                                   fn_error *err)
+{
+    const char *op = "attention_backward";
+    CHECK(check(b, op, "qkv", qkv, qkv ? qkv->dtype : FN_F32, 3, 3, err));
+    CHECK(f32_only(op, "qkv", qkv, err));
+    CHECK(check(b, op, "mask", mask, FN_I32, 2, 2, err));
+    CHECK(check(b, op, "dout", dout, FN_F32, 3, 3, err));
+    CHECK(check(b, op, "dqkv", dqkv, FN_F32, 3, 3, err));
+    int64_t bs = qkv->ne[0], t = qkv->ne[1], w = qkv->ne[2];
+    if (n_heads < 1 || w % (3 * (int64_t)n_heads) != 0)
+        return bad_shape(err, op, "qkv's last dimension must be 3 * heads * head_dim", qkv);
+    if (mask->ne[0] != bs || mask->ne[1] != t)
+        return bad_shape(err, op, "mask must be [B, T]", mask);
+    if (dout->ne[0] != bs || dout->ne[1] != t || dout->ne[2] != w / 3)
+        return bad_shape(err, op, "dout must be [B, T, heads * head_dim]", dout);
+    if (!same_shape(dqkv, qkv)) return bad_shape(err, op, "dqkv must have qkv's shape", dqkv);
+    /* dqkv is cleared before the inputs are read. */
+    if (dqkv->data == qkv->data || dqkv->data == dout->data)
+        return fn_error_set(err, FN_ERR_INVALID, "%s: dqkv must be distinct from qkv and dout", op);
+    drop_aux(dqkv);
+    PROFILED(b, OP_ATTENTION_BACKWARD,
+             b->ops->attention_backward(b, qkv, mask, n_heads, dout, dqkv, err));
 }

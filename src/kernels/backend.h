@@ -164,6 +164,33 @@ fn_status fn_op_sum_rows(fn_backend *b, const fn_tensor *x, float beta, fn_tenso
                          fn_error *err);
 
 /*
+ * The backward pass of fn_op_attention: from the forward's qkv [B, T, 3*H*D] and
+ * mask [B, T] and dout = dL/d(out) [B, T, H*D], writes dqkv = dL/d(qkv)
+ * [B, T, 3*H*D] (overwritten). Recomputes each query's scores from q and k (no
+ * T x T matrix is kept), so it is the exact derivative of the forward op,
+ * including its handling of masked keys and of sequences with no real token.
+ * dqkv must not be qkv or dout. f32 only.
+ */
+fn_status fn_op_attention_backward(fn_backend *b, const fn_tensor *qkv, const fn_tensor *mask,
+                                   int n_heads, const fn_tensor *dout, fn_tensor *dqkv,
+                                   fn_error *err);
+
+/*
+ * The backward pass of fn_op_layernorm, given the forward's x, residual (NULL if
+ * none), gamma and eps, and dout = dL/d(out): dx = dL/d(x + residual) (the same
+ * for x and for residual), shaped like x; dgamma and dbeta [D] are overwritten
+ * with their gradients summed over rows (either may be NULL). dx may be dout.
+ * f32 only.
+ */
+fn_status fn_op_layernorm_backward(fn_backend *b, const fn_tensor *x, const fn_tensor *residual,
+                                   const fn_tensor *gamma, float eps, const fn_tensor *dout,
+                                   fn_tensor *dx, fn_tensor *dgamma, fn_tensor *dbeta,
+                                   fn_error *err);
+
+/* y += alpha * x, elementwise; f32, the same element count (shapes may differ). */
+fn_status fn_op_axpy(fn_backend *b, float alpha, const fn_tensor *x, fn_tensor *y, fn_error *err);
+
+/*
  * Inverted dropout, in place: each element is zeroed with probability p and
  * the rest scaled by 1 / (1 - p). Which elements drop is a hash of (seed, the
  * element's index), the same on every backend, so calling it again with the

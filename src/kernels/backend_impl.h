@@ -63,6 +63,16 @@ typedef struct fn_backend_ops {
     /* param -= lr_t m / (sqrt(v) rsqrt_bc2 + eps) after the moment updates. */
     fn_status (*adam)(fn_backend *b, fn_tensor *param, const fn_tensor *grad, fn_tensor *m,
                       fn_tensor *v, const fn_adam_step *s, fn_error *err);
+    fn_status (*axpy)(fn_backend *b, float alpha, const fn_tensor *x, fn_tensor *y, fn_error *err);
+    /* dgamma and dbeta may be NULL; dx may alias dout, x or residual. */
+    fn_status (*layernorm_backward)(fn_backend *b, const fn_tensor *x, const fn_tensor *residual,
+                                    const fn_tensor *gamma, float eps, const fn_tensor *dout,
+                                    fn_tensor *dx, fn_tensor *dgamma, fn_tensor *dbeta,
+                                    fn_error *err);
+    /* dqkv aliases neither qkv nor dout. */
+    fn_status (*attention_backward)(fn_backend *b, const fn_tensor *qkv, const fn_tensor *mask,
+                                    int n_heads, const fn_tensor *dout, fn_tensor *dqkv,
+                                    fn_error *err);
     /* Frees t->aux (may be NULL when a backend never makes any). */
     void (*drop_aux)(fn_backend *b, fn_tensor *t);
     /* Graph recording (NULL when unsupported). */
@@ -72,7 +82,7 @@ typedef struct fn_backend_ops {
     void (*graph_free)(fn_backend *b, void *graph);
 } fn_backend_ops;
 
-#define FN_PROFILED_OPS 16
+#define FN_PROFILED_OPS 24
 
 struct fn_backend {
     const fn_backend_ops *ops;

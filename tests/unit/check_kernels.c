@@ -9,7 +9,9 @@
  * to 1e-5 and the half types to 1e-2, relative to the largest reference value
  * of the output; references use the inputs rounded to the tested dtype.
  * The training ops (f32 only) are checked the same way; dropout must draw
- * exactly the mask of dropout_mask.h on every backend.
+ * exactly the mask of dropout_mask.h on every backend, and the reference for
+ * attention's backward pass is itself checked against central differences
+ * of the forward reference.
  */
 #include <check.h>
 #include <math.h>
@@ -1200,6 +1202,377 @@ START_TEST(training_ops_invalid_arguments)
 }
 END_TEST
 
+/* ---- axpy, layernorm backward, attention backward ---- */
+
+START_TEST(axpy_against_reference)
+{
+    static const float alphas[] = {1, -0.5f, 0};
+    for (int bi = 0; bi < n_backends; bi++)
+        for (size_t s = 0; s < N_TRAIN_SHAPES; s++)
+            for (size_t k = 0; k < 3; k++)
+                for (int same = 0; same < 2; same++) {
+                    fn_backend *be = backends[bi];
+                    int64_t n = train_shapes[s][0] * train_shapes[s][1];
+                    float *hx = random_floats((size_t)n, 3), *hy = random_floats((size_t)n, 2);
+                    /* y is flat while x is 2-D: only the element counts must agree. */
+                    fn_tensor *y = upload(be, FN_F32, 1, &n, hy);
+                    fn_tensor *x = same ? y : upload(be, FN_F32, 2, train_shapes[s], hx);
+                    fn_error err = {0};
+                    ck_assert_msg(fn_op_axpy(be, alphas[k], x, y, &err) == FN_OK, "%s", err.msg);
+                    double *want = malloc((size_t)n * sizeof *want);
+                    for (int64_t i = 0; i < n; i++)
+                        want[i] = (double)hy[i] + (double)alphas[k] * (same ? hy[i] : hx[i]);
+                    float *got = download(y);
+                    char what[64];
+                    snprintf(what, sizeof what, "axpy %g %lldx%lld%s", (double)alphas[k],
+                             (long long)train_shapes[s][0], (long long)train_shapes[s][1],
+                             same ? " x = y" : "");
+                    expect_close(what, backend_labels[bi], got, want, (size_t)n, TOL_F32);
+                    free(hx), free(hy), free(want), free(got);
+                    if (!same) fn_tensor_free(x);
+                    fn_tensor_free(y);
+                }
+}
+END_TEST
+
+/*
+ * The gradients of LayerNorm(x + residual) * gamma + beta in double: with
+ * xhat = (v - mean) rstd and g = dout gamma, dv = rstd (g - mean(g) - xhat
+ * mean(g xhat)); dgamma and dbeta sum dout xhat and dout over rows.
+ */
+static void ref_layernorm_backward(const float *x, const float *res, const float *gamma, double eps,
+                                   const float *dout, int64_t rows, int64_t d, double *dx,
+                                   double *dgamma, double *dbeta)
+{
+    for (int64_t j = 0; j < d; j++) dgamma[j] = dbeta[j] = 0;
+    double *xhat = malloc((size_t)d * sizeof *xhat);
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t o = r * d;
+        double mean = 0, var = 0, sg = 0, sgx = 0;
+        for (int64_t j = 0; j < d; j++) mean += (double)x[o + j] + (res ? res[o + j] : 0);
+        mean /= (double)d;
+        for (int64_t j = 0; j < d; j++) {
+            double v = (double)x[o + j] + (res ? res[o + j] : 0) - mean;
+            var += v * v;
+        }
+        double rstd = 1 / sqrt(var / (double)d + eps);
+        for (int64_t j = 0; j < d; j++) {
+            xhat[j] = ((double)x[o + j] + (res ? res[o + j] : 0) - mean) * rstd;
+            double g = (double)dout[o + j] * gamma[j];
+            sg += g;
+            sgx += g * xhat[j];
+            dgamma[j] += (double)dout[o + j] * xhat[j];
+            dbeta[j] += dout[o + j];
+        }
+        sg /= (double)d, sgx /= (double)d;
+        for (int64_t j = 0; j < d; j++)
+            dx[o + j] = rstd * ((double)dout[o + j] * gamma[j] - sg - xhat[j] * sgx);
+    }
+    free(xhat);
+}
+
+START_TEST(layernorm_backward_against_reference)
+{
+    /* One row of one (dx is 0), odd widths, a width past 256 threads, rows over the pool. */
+    static const int64_t shapes[][2] = {{1, 1}, {1, 7}, {3, 16}, {33, 385}, {300, 64}};
+    const float eps = 1e-5f;
+    for (int bi = 0; bi < n_backends; bi++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int with_res = 0; with_res < 2; with_res++)
+                /* 0: dx apart, dgamma and dbeta; 1: dx = dout, dgamma only; 2: dbeta only;
+                   3: dx = dout, neither. */
+                for (int variant = 0; variant < 4; variant++) {
+                    fn_backend *be = backends[bi];
+                    int64_t rows = shapes[s][0], d = shapes[s][1], n = rows * d;
+                    float *hx = random_floats((size_t)n, 3), *hr = random_floats((size_t)n, 3);
+                    for (int64_t i = 0; i < n; i++) hx[i] += 5.0f; /* a mean far from zero */
+                    float *hg = random_floats((size_t)d, 1), *hd = random_floats((size_t)n, 2);
+                    float *nan = malloc((size_t)n * sizeof *nan);
+                    for (int64_t i = 0; i < n; i++) nan[i] = NAN; /* outputs are overwritten */
+                    fn_tensor *x = upload(be, FN_F32, 2, shapes[s], hx);
+                    fn_tensor *r = with_res ? upload(be, FN_F32, 2, shapes[s], hr) : NULL;
+                    fn_tensor *g = upload(be, FN_F32, 1, &d, hg);
+                    fn_tensor *dout = upload(be, FN_F32, 2, shapes[s], hd);
+                    int in_place = variant == 1 || variant == 3;
+                    fn_tensor *dx = in_place ? dout : upload(be, FN_F32, 2, shapes[s], nan);
+                    fn_tensor *dg = variant <= 1 ? upload(be, FN_F32, 1, &d, nan) : NULL;
+                    fn_tensor *db =
+                        variant == 0 || variant == 2 ? upload(be, FN_F32, 1, &d, nan) : NULL;
+                    fn_error err = {0};
+                    ck_assert_msg(
+                        fn_op_layernorm_backward(be, x, r, g, eps, dout, dx, dg, db, &err) == FN_OK,
+                        "%s", err.msg);
+                    double *wdx = malloc((size_t)n * sizeof *wdx);
+                    double *wdg = malloc((size_t)d * sizeof *wdg),
+                           *wdb = malloc((size_t)d * sizeof *wdb);
+                    ref_layernorm_backward(hx, with_res ? hr : NULL, hg, eps, hd, rows, d, wdx, wdg,
+                                           wdb);
+                    char what[96];
+                    snprintf(what, sizeof what, "layernorm_backward %lldx%lld%s variant %d",
+                             (long long)rows, (long long)d, with_res ? " residual" : "", variant);
+                    float *got = download(dx);
+                    expect_close(what, backend_labels[bi], got, wdx, (size_t)n, TOL_F32);
+                    free(got);
+                    if (dg) {
+                        got = download(dg);
+                        expect_close("layernorm_backward dgamma", backend_labels[bi], got, wdg,
+                                     (size_t)d, TOL_F32);
+                        free(got);
+                    }
+                    if (db) {
+                        got = download(db);
+                        expect_close("layernorm_backward dbeta", backend_labels[bi], got, wdb,
+                                     (size_t)d, TOL_F32);
+                        free(got);
+                    }
+                    free(hx), free(hr), free(hg), free(hd), free(nan);
+                    free(wdx), free(wdg), free(wdb);
+                    fn_tensor_free(x), fn_tensor_free(r), fn_tensor_free(g), fn_tensor_free(dout);
+                    if (!in_place) fn_tensor_free(dx);
+                    fn_tensor_free(dg), fn_tensor_free(db);
+                }
+}
+END_TEST
+
+/*
+ * The gradients of attention in double, from the full T x T probabilities
+ * of every (sequence, head): dv_j = sum_i p_ij dout_i; ds_ij = p_ij (dout_i .
+ * v_j - sum_k p_ik dout_i . v_k); dq_i = sum_j ds_ij k_j / sqrt(D);
+ * dk_j = sum_i ds_ij q_i / sqrt(D). Masked keys have p = 0; a sequence with
+ * no real token has zero output, hence zero gradients.
+ */
+static void ref_attention_backward(const float *qkv, const int32_t *mask, const float *dout,
+                                   int64_t bs, int64_t t, int64_t h, int64_t d, double *dqkv)
+{
+    int64_t w = 3 * h * d;
+    double *p = malloc((size_t)(t * t) * sizeof *p), *dp = malloc((size_t)(t * t) * sizeof *dp);
+    double scale = 1 / sqrt((double)d);
+    for (int64_t i = 0; i < bs * t * w; i++) dqkv[i] = 0;
+    for (int64_t b = 0; b < bs; b++)
+        for (int64_t hh = 0; hh < h; hh++) {
+            const float *tok = qkv + b * t * w;
+            double *dtok = dqkv + b * t * w;
+            for (int64_t i = 0; i < t; i++) {
+                const float *q = tok + i * w + hh * d;
+                const float *go = dout + (b * t + i) * h * d + hh * d;
+                double m = -INFINITY, sum = 0;
+                for (int64_t j = 0; j < t; j++) {
+                    p[i * t + j] = -INFINITY;
+                    if (!mask[b * t + j]) continue;
+                    const float *k = tok + j * w + (h + hh) * d;
+                    double dot = 0;
+                    for (int64_t x = 0; x < d; x++) dot += (double)q[x] * k[x];
+                    p[i * t + j] = dot * scale;
+                    m = fmax(m, p[i * t + j]);
+                }
+                for (int64_t j = 0; j < t; j++) {
+                    p[i * t + j] = p[i * t + j] == -INFINITY ? 0 : exp(p[i * t + j] - m);
+                    sum += p[i * t + j];
+                }
+                double delta = 0;
+                for (int64_t j = 0; j < t; j++) {
+                    if (sum > 0) p[i * t + j] /= sum;
+                    const float *v = tok + j * w + (2 * h + hh) * d;
+                    double dot = 0;
+                    for (int64_t x = 0; x < d; x++) dot += (double)go[x] * v[x];
+                    dp[i * t + j] = dot;
+                    delta += p[i * t + j] * dot;
+                }
+                for (int64_t j = 0; j < t; j++) {
+                    double ds = p[i * t + j] * (dp[i * t + j] - delta);
+                    const float *k = tok + j * w + (h + hh) * d;
+                    for (int64_t x = 0; x < d; x++) {
+                        dtok[i * w + hh * d + x] += ds * scale * k[x];
+                        dtok[j * w + (h + hh) * d + x] += ds * scale * q[x];
+                        dtok[j * w + (2 * h + hh) * d + x] += p[i * t + j] * go[x];
+                    }
+                }
+            }
+        }
+    free(p), free(dp);
+}
+
+/* sum of dout . attention(qkv), through the forward reference. */
+static double attention_loss(const float *qkv, const int32_t *mask, const float *dout, int64_t bs,
+                             int64_t t, int64_t h, int64_t d)
+{
+    double *out = malloc((size_t)(bs * t * h * d) * sizeof *out), l = 0;
+    ref_attention(qkv, mask, bs, t, h, d, out);
+    for (int64_t i = 0; i < bs * t * h * d; i++) l += out[i] * dout[i];
+    free(out);
+    return l;
+}
+
+/*
+ * The backward reference against central differences of the forward
+ * reference (itself checked against every backend's forward op), on a case
+ * small enough to perturb every input: a padded query, a masked key, and a
+ * sequence with no real token.
+ */
+START_TEST(attention_backward_reference_finite_difference)
+{
+    const int64_t bs = 2, t = 3, h = 2, d = 4, n = bs * t * 3 * h * d;
+    const int32_t mask[6] = {1, 1, 0, 0, 0, 0};
+    float *qkv = random_floats((size_t)n, 1.5), *dout = random_floats((size_t)(bs * t * h * d), 1);
+    double *g = malloc((size_t)n * sizeof *g), gmax = 0;
+    ref_attention_backward(qkv, mask, dout, bs, t, h, d, g);
+    for (int64_t e = 0; e < n; e++) gmax = fmax(gmax, fabs(g[e]));
+    ck_assert(gmax > 0.1);
+    for (int64_t e = 0; e < n; e++) {
+        float x0 = qkv[e];
+        qkv[e] = x0 + 1e-3f;
+        double lp = attention_loss(qkv, mask, dout, bs, t, h, d), xp = qkv[e];
+        qkv[e] = x0 - 1e-3f;
+        double lm = attention_loss(qkv, mask, dout, bs, t, h, d), xm = qkv[e];
+        qkv[e] = x0;
+        /* The perturbation actually applied: x +- 1e-3 rounded to f32. */
+        double fd = (lp - lm) / (xp - xm);
+        ck_assert_msg(fabs(fd - g[e]) <= 1e-5 * gmax,
+                      "d/dqkv[%lld]: reference %.9g, difference %.9g", (long long)e, g[e], fd);
+    }
+    free(qkv), free(dout), free(g);
+}
+END_TEST
+
+/* dqkv's query, key or value part (which 0, 1, 2) as a contiguous array. */
+static void qkv_part(const float *src, const double *srcd, int64_t rows, int64_t hd, int which,
+                     float *out, double *outd)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t x = 0; x < hd; x++) {
+            if (src) out[r * hd + x] = src[r * 3 * hd + which * hd + x];
+            if (srcd) outd[r * hd + x] = srcd[r * 3 * hd + which * hd + x];
+        }
+}
+
+START_TEST(attention_backward_against_reference)
+{
+    /* B, T, heads, head_dim: one token, odd lengths, one and four heads, several key tiles. */
+    static const int64_t cases[][4] = {{1, 1, 1, 8},   {3, 1, 4, 16}, {3, 7, 1, 16},  {3, 7, 4, 8},
+                                       {3, 37, 4, 16}, {3, 37, 1, 8}, {2, 70, 2, 32}, {2, 9, 2, 5}};
+    for (int bi = 0; bi < n_backends; bi++)
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            int64_t bs = cases[c][0], t = cases[c][1], h = cases[c][2], d = cases[c][3];
+            int64_t dq[3] = {bs, t, 3 * h * d}, dm[2] = {bs, t}, dd[3] = {bs, t, h * d};
+            int64_t n = bs * t * 3 * h * d, no = bs * t * h * d;
+            float *hq = random_floats((size_t)n, 2), *hd = random_floats((size_t)no, 1);
+            float *nan = malloc((size_t)n * sizeof *nan);
+            for (int64_t i = 0; i < n; i++) nan[i] = NAN; /* dqkv is overwritten */
+            int32_t *hm = malloc((size_t)(bs * t) * sizeof *hm);
+            for (int64_t b = 0; b < bs; b++) {
+                /* Sequence 0: a random length; 1: all but one padded; 2: none real. */
+                int64_t len = b % 3 == 0   ? 1 + (int64_t)(urand() * (double)t) % t
+                              : b % 3 == 1 ? 1
+                                           : 0;
+                for (int64_t i = 0; i < t; i++) hm[b * t + i] = i < len;
+            }
+            fn_backend *be = backends[bi];
+            fn_tensor *q = upload(be, FN_F32, 3, dq, hq), *m = upload(be, FN_I32, 2, dm, hm);
+            fn_tensor *go = upload(be, FN_F32, 3, dd, hd), *dqkv = upload(be, FN_F32, 3, dq, nan);
+            fn_error err = {0};
+            ck_assert_msg(fn_op_attention_backward(be, q, m, (int)h, go, dqkv, &err) == FN_OK, "%s",
+                          err.msg);
+            double *want = malloc((size_t)n * sizeof *want);
+            ref_attention_backward(hq, hm, hd, bs, t, h, d, want);
+            float *got = download(dqkv);
+            /* Exact zeros where the forward does not depend on the input at all. */
+            for (int64_t b = 0; b < bs; b++)
+                for (int64_t i = 0; i < t; i++)
+                    for (int64_t x = 0; x < 3 * h * d; x++) {
+                        int none = b % 3 == 2, masked_kv = !hm[b * t + i] && x >= h * d;
+                        if (none || masked_kv)
+                            ck_assert_msg(got[(b * t + i) * 3 * h * d + x] == 0.0f,
+                                          "attention_backward on %s: dqkv[%lld, %lld, %lld] is %g",
+                                          backend_labels[bi], (long long)b, (long long)i,
+                                          (long long)x, got[(b * t + i) * 3 * h * d + x]);
+                    }
+            static const char *parts[3] = {"dq", "dk", "dv"};
+            float *gp = malloc((size_t)no * sizeof *gp);
+            double *wp = malloc((size_t)no * sizeof *wp);
+            for (int which = 0; which < 3; which++) {
+                qkv_part(got, want, bs * t, h * d, which, gp, wp);
+                char what[96];
+                snprintf(what, sizeof what, "attention_backward %s B%lld T%lld H%lld D%lld",
+                         parts[which], (long long)bs, (long long)t, (long long)h, (long long)d);
+                expect_close(what, backend_labels[bi], gp, wp, (size_t)no, TOL_F32);
+            }
+            free(hq), free(hd), free(nan), free(hm), free(want), free(got), free(gp), free(wp);
+            fn_tensor_free(q), fn_tensor_free(m), fn_tensor_free(go), fn_tensor_free(dqkv);
+        }
+}
+END_TEST
+
+START_TEST(backward_ops_invalid_arguments)
+{
+    fn_backend *be = backends[0];
+    int64_t d34[2] = {3, 4}, d43[2] = {4, 3}, d4 = 4, d3 = 3, d5 = 5;
+    int64_t dq[3] = {1, 4, 30}, dq2[3] = {1, 4, 31}, dm[2] = {1, 4}, dm5[2] = {1, 5};
+    int64_t dg[3] = {1, 4, 10}, dg9[3] = {1, 4, 9};
+    fn_tensor *a = upload(be, FN_F32, 2, d34, NULL), *b = upload(be, FN_F32, 2, d43, NULL);
+    fn_tensor *c = upload(be, FN_F32, 2, d34, NULL), *i12 = upload(be, FN_I32, 2, d34, NULL);
+    fn_tensor *h = upload(be, FN_BF16, 2, d34, NULL), *v4 = upload(be, FN_F32, 1, &d4, NULL);
+    fn_tensor *v3 = upload(be, FN_F32, 1, &d3, NULL), *v5 = upload(be, FN_F32, 1, &d5, NULL);
+    fn_tensor *w4 = upload(be, FN_F32, 1, &d4, NULL);
+    fn_tensor *q = upload(be, FN_F32, 3, dq, NULL), *q2 = upload(be, FN_F32, 3, dq2, NULL);
+    fn_tensor *qh = upload(be, FN_BF16, 3, dq, NULL), *dqkv = upload(be, FN_F32, 3, dq, NULL);
+    fn_tensor *m = upload(be, FN_I32, 2, dm, NULL), *m5 = upload(be, FN_I32, 2, dm5, NULL);
+    fn_tensor *mf = upload(be, FN_F32, 2, dm, NULL);
+    fn_tensor *go = upload(be, FN_F32, 3, dg, NULL), *go9 = upload(be, FN_F32, 3, dg9, NULL);
+
+    EXPECT_ERR(fn_op_axpy(be, 1, a, v5, err), FN_ERR_INVALID,
+               "axpy: y must have as many elements as x");
+    EXPECT_ERR(fn_op_axpy(be, 1, i12, a, err), FN_ERR_INVALID, "axpy: x must be f32");
+    EXPECT_ERR(fn_op_axpy(be, 1, a, i12, err), FN_ERR_INVALID, "axpy: y must be f32");
+    EXPECT_ERR(fn_op_axpy(be, 1, h, a, err), FN_ERR_UNSUPPORTED, "axpy: x is bf16; only f32");
+    EXPECT_ERR(fn_op_axpy(be, NAN, a, c, err), FN_ERR_INVALID, "axpy: alpha is not finite");
+    EXPECT_ERR(fn_op_axpy(be, 1, a, NULL, err), FN_ERR_INVALID, "axpy: y is missing");
+
+    EXPECT_ERR(fn_op_layernorm_backward(be, a, NULL, v4, 1e-5f, b, c, v4, w4, err), FN_ERR_INVALID,
+               "layernorm_backward: dout must have x's shape");
+    EXPECT_ERR(fn_op_layernorm_backward(be, a, NULL, v4, 1e-5f, c, b, v4, w4, err), FN_ERR_INVALID,
+               "layernorm_backward: dx must have x's shape");
+    EXPECT_ERR(fn_op_layernorm_backward(be, a, b, v4, 1e-5f, c, c, NULL, NULL, err), FN_ERR_INVALID,
+               "layernorm_backward: residual must have x's shape");
+    EXPECT_ERR(fn_op_layernorm_backward(be, a, NULL, v3, 1e-5f, c, c, NULL, NULL, err),
+               FN_ERR_INVALID, "layernorm_backward: gamma must match the last dimension");
+    EXPECT_ERR(fn_op_layernorm_backward(be, a, NULL, v4, 1e-5f, c, c, v3, NULL, err),
+               FN_ERR_INVALID, "layernorm_backward: dgamma must match the last dimension");
+    EXPECT_ERR(fn_op_layernorm_backward(be, a, NULL, v4, 1e-5f, c, c, NULL, v5, err),
+               FN_ERR_INVALID, "layernorm_backward: dbeta must match the last dimension");
+    EXPECT_ERR(fn_op_layernorm_backward(be, a, NULL, v4, 1e-5f, c, c, w4, w4, err), FN_ERR_INVALID,
+               "dgamma and dbeta must be distinct");
+    EXPECT_ERR(fn_op_layernorm_backward(be, a, NULL, v4, 0, c, c, NULL, NULL, err), FN_ERR_INVALID,
+               "layernorm_backward: eps must be positive");
+    EXPECT_ERR(fn_op_layernorm_backward(be, h, NULL, v4, 1e-5f, c, c, NULL, NULL, err),
+               FN_ERR_UNSUPPORTED, "layernorm_backward: x is bf16; only f32");
+    EXPECT_ERR(fn_op_layernorm_backward(be, a, NULL, v4, 1e-5f, NULL, c, NULL, NULL, err),
+               FN_ERR_INVALID, "layernorm_backward: dout is missing");
+
+    EXPECT_ERR(fn_op_attention_backward(be, q, m, 4, go, dqkv, err), FN_ERR_INVALID,
+               "attention_backward: qkv's last dimension must be 3 * heads * head_dim");
+    EXPECT_ERR(fn_op_attention_backward(be, q, m5, 2, go, dqkv, err), FN_ERR_INVALID,
+               "attention_backward: mask must be [B, T]");
+    EXPECT_ERR(fn_op_attention_backward(be, q, mf, 2, go, dqkv, err), FN_ERR_INVALID,
+               "attention_backward: mask must be i32");
+    EXPECT_ERR(fn_op_attention_backward(be, q, m, 2, go9, dqkv, err), FN_ERR_INVALID,
+               "attention_backward: dout must be [B, T, heads * head_dim]");
+    EXPECT_ERR(fn_op_attention_backward(be, q, m, 2, go, q2, err), FN_ERR_INVALID,
+               "attention_backward: dqkv must have qkv's shape");
+    EXPECT_ERR(fn_op_attention_backward(be, q, m, 2, go, q, err), FN_ERR_INVALID,
+               "attention_backward: dqkv must be distinct from qkv and dout");
+    EXPECT_ERR(fn_op_attention_backward(be, qh, m, 2, go, dqkv, err), FN_ERR_UNSUPPORTED,
+               "attention_backward: qkv is bf16; only f32");
+    EXPECT_ERR(fn_op_attention_backward(be, q, m, 0, go, dqkv, err), FN_ERR_INVALID,
+               "3 * heads * head_dim");
+
+    fn_tensor_free(a), fn_tensor_free(b), fn_tensor_free(c), fn_tensor_free(i12);
+    fn_tensor_free(h), fn_tensor_free(v4), fn_tensor_free(v3), fn_tensor_free(v5);
+    fn_tensor_free(w4), fn_tensor_free(q), fn_tensor_free(q2), fn_tensor_free(qh);
+    fn_tensor_free(dqkv), fn_tensor_free(m), fn_tensor_free(m5), fn_tensor_free(mf);
+    fn_tensor_free(go), fn_tensor_free(go9);
+}
+END_TEST
+
 Suite *kernels_suite(void)
 {
     fn_error err = {0};
@@ -1244,6 +1617,11 @@ Suite *kernels_suite(void)
     tcase_add_test(t, dropout_matches_shared_mask);
     tcase_add_test(t, adam_steps_against_reference);
     tcase_add_test(t, adam_and_copy_drop_packed_weights);
+    tcase_add_test(t, backward_ops_invalid_arguments);
+    tcase_add_test(t, axpy_against_reference);
+    tcase_add_test(t, layernorm_backward_against_reference);
+    tcase_add_test(t, attention_backward_reference_finite_difference);
+    tcase_add_test(t, attention_backward_against_reference);
     suite_add_tcase(s, t);
     t = tcase_create("tensor");
     tcase_add_test(t, half_precision_conversions);

@@ -111,6 +111,9 @@ static const fn_backend_ops cpu_ops = {
     .sum_rows = fn_cpu_sum_rows,
     .dropout = fn_cpu_dropout,
     .adam = fn_cpu_adam,
+    .axpy = fn_cpu_axpy,
+    .layernorm_backward = fn_cpu_layernorm_backward,
+    .attention_backward = fn_cpu_attention_backward,
     .drop_aux = fn_cpu_drop_aux,
 };
 

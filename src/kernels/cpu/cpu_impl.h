@@ -57,6 +57,14 @@ fn_status fn_cpu_dropout(fn_backend *b, fn_tensor *x, uint64_t key, uint32_t thr
                          fn_error *err);
 fn_status fn_cpu_adam(fn_backend *b, fn_tensor *param, const fn_tensor *grad, fn_tensor *m,
                       fn_tensor *v, const fn_adam_step *s, fn_error *err);
+fn_status fn_cpu_axpy(fn_backend *b, float alpha, const fn_tensor *x, fn_tensor *y, fn_error *err);
+fn_status fn_cpu_layernorm_backward(fn_backend *b, const fn_tensor *x, const fn_tensor *residual,
+                                    const fn_tensor *gamma, float eps, const fn_tensor *dout,
+                                    fn_tensor *dx, fn_tensor *dgamma, fn_tensor *dbeta,
+                                    fn_error *err);
+fn_status fn_cpu_attention_backward(fn_backend *b, const fn_tensor *qkv, const fn_tensor *mask,
+                                    int n_heads, const fn_tensor *dout, fn_tensor *dqkv,
+                                    fn_error *err);
 
 /* f32 only for now: other dtypes are refused with this message. */
 fn_status fn_cpu_f32_only(const char *op, const fn_tensor *t, fn_error *err);

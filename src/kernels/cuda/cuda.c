@@ -289,6 +289,40 @@ static fn_status cuda_adam(fn_backend *b, fn_tensor *param, const fn_tensor *gra
     return FN_OK;
 }
 
+static fn_status cuda_axpy(fn_backend *b, float alpha, const fn_tensor *x, fn_tensor *y,
+                           fn_error *err)
+{
+    CU("axpy", fn_cuda_axpy(cuda_of(b)->stream, alpha, x->data, y->data, fn_tensor_numel(x)));
+    return FN_OK;
+}
+
+static fn_status cuda_layernorm_backward(fn_backend *b, const fn_tensor *x,
+                                         const fn_tensor *residual, const fn_tensor *gamma,
+                                         float eps, const fn_tensor *dout, fn_tensor *dx,
+                                         fn_tensor *dgamma, fn_tensor *dbeta, fn_error *err)
+{
+    CU("layernorm_backward",
+       fn_cuda_layernorm_backward(cuda_of(b)->stream, x->data, residual ? residual->data : NULL,
+                                  gamma->data, eps, dout->data, dx->data,
+                                  dgamma ? dgamma->data : NULL, dbeta ? dbeta->data : NULL,
+                                  fn_tensor_rows(x), x->ne[x->ndim - 1]));
+    return FN_OK;
+}
+
+static fn_status cuda_attention_backward(fn_backend *b, const fn_tensor *qkv, const fn_tensor *mask,
+                                         int n_heads, const fn_tensor *dout, fn_tensor *dqkv,
+                                         fn_error *err)
+{
+    int64_t hd = qkv->ne[2] / (3 * n_heads);
+    if (hd > 256)
+        return fn_error_set(err, FN_ERR_UNSUPPORTED,
+                            "attention_backward: head dimension %lld exceeds 256", (long long)hd);
+    CU("attention_backward",
+       fn_cuda_attention_backward(cuda_of(b)->stream, qkv->data, mask->data, dout->data, dqkv->data,
+                                  qkv->ne[0], qkv->ne[1], n_heads, hd));
+    return FN_OK;
+}
+
 static fn_status cuda_graph_begin(fn_backend *b, fn_error *err)
 {
     fn_cuda *c = cuda_of(b);
@@ -344,6 +378,9 @@ static const fn_backend_ops cuda_ops = {
     .sum_rows = cuda_sum_rows,
     .dropout = cuda_dropout,
     .adam = cuda_adam,
+    .axpy = cuda_axpy,
+    .layernorm_backward = cuda_layernorm_backward,
+    .attention_backward = cuda_attention_backward,
     .graph_begin = cuda_graph_begin,
     .graph_end = cuda_graph_end,
     .graph_launch = cuda_graph_launch,

@@ -52,6 +52,16 @@ typedef struct fn_cuda_adam_args {
 } fn_cuda_adam_args;
 cudaError_t fn_cuda_adam(cudaStream_t s, float *param, const float *grad, float *m, float *v,
                          int64_t n, fn_cuda_adam_args a);
+/* y += alpha x over n elements. */
+cudaError_t fn_cuda_axpy(cudaStream_t s, float alpha, const float *x, float *y, int64_t n);
+/* dgamma and dbeta may be NULL; dx may alias dout, x or res. */
+cudaError_t fn_cuda_layernorm_backward(cudaStream_t s, const float *x, const float *res,
+                                       const float *gamma, float eps, const float *dout, float *dx,
+                                       float *dgamma, float *dbeta, int64_t rows, int64_t d);
+/* dqkv [batch, t, 3 heads hd] is overwritten; hd <= 256. */
+cudaError_t fn_cuda_attention_backward(cudaStream_t s, const float *qkv, const int32_t *mask,
+                                       const float *dout, float *dqkv, int64_t batch, int64_t t,
+                                       int64_t heads, int64_t hd);
 
 #ifdef __cplusplus
 }
