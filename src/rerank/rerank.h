@@ -37,6 +37,15 @@ typedef struct fn_listset {
  * token), a negative or non-finite label, an index of 0, or a qid that comes
  * back after another one. min_features widens the rows (a model's width) so
  * files whose largest index is smaller still line up; 0 for none.
+ *
+ * Details: Q is a decimal integer and, when present, comes right after the
+ * label; with a group file qid tokens are checked but not used. Indexes
+ * increase along a line (svmlight's rule) and values are finite. Blank and
+ * comment-only lines hold no item. Group counts are positive integers. A
+ * file with no items at all is FN_ERR_INVALID rather than an empty set: no
+ * caller can train or evaluate on it, and it is most often a wrong path or a
+ * failed export. A missing data file (or a given query_path) is
+ * FN_ERR_NOT_FOUND.
  */
 fn_status fn_listset_read_svmrank(const char *path, const char *query_path, uint32_t min_features,
                                   fn_listset **out, fn_error *err);
@@ -46,6 +55,11 @@ fn_status fn_listset_read_svmrank(const char *path, const char *query_path, uint
  * features under features_key (float list, the same length in every example,
  * or shorter and padded with 0 up to min_features). Consecutive examples with
  * one qid form a list; a qid that comes back after another is an error.
+ *
+ * Precisely: lists no longer than min_features (when > 0) are padded; every
+ * longer list has one length L, and n_features = max(L, min_features). The
+ * qid has one kind in the whole file. Errors name the file, the record and
+ * its byte offset; a file with no examples is FN_ERR_INVALID, as above.
  */
 fn_status fn_listset_read_tfrecord(const char *path, const char *label_key,
                                    const char *features_key, uint32_t min_features,
@@ -60,6 +74,10 @@ void fn_listset_free(fn_listset *d);
  * divides by the ideal ordering's DCG@k, and a list with no relevant item
  * (every label 0) counts 1. Average precision counts label > 0 as relevant
  * (1 when none is).
+ *
+ * Positions are 1-based; k larger than the list (or k <= 0) means the whole
+ * list. A NaN score ranks below every number. An empty list counts 1. The
+ * result is NaN only when memory for ordering a long list runs out.
  */
 double fn_metric_ndcg(const float *scores, const float *labels, size_t n, int k);
 double fn_metric_average_precision(const float *scores, const float *labels, size_t n);
@@ -70,7 +88,7 @@ typedef struct fn_rank_metrics {
     size_t n_lists;
 } fn_rank_metrics;
 
-/* The means over d's lists of the metrics above for scores[d->n_items]. */
+/* The means over d's lists of the metrics above for scores[d->n_items]; NaN for no lists. */
 void fn_listset_metrics(const fn_listset *d, const float *scores, fn_rank_metrics *out);
 
 /* ---- the list-aware model ---- */
@@ -147,8 +165,10 @@ fn_status fn_reranker_predict(const fn_reranker *r, const fn_listset *d, float *
 /*
  * The items of one list as the page maker sees them: relevance (the model's
  * scores), and optionally unit-length embeddings and/or category sets used as
- * the similarity between two items: the cosine of their embeddings when
- * given, else the Jaccard index of their category sets.
+ * the similarity between two items: the cosine of their embeddings (the dot
+ * product of the rows) when given, else the Jaccard index of their category
+ * sets (a category listed twice for one item counts once; two empty sets: 0).
+ * Categories also feed the cap, whichever similarity is used.
  */
 typedef struct fn_page_items {
     size_t n;
@@ -159,8 +179,19 @@ typedef struct fn_page_items {
     const uint32_t *cats;
 } fn_page_items;
 
+/*
+ * Ties go to the lower item index in every method. MMR and DPP need a
+ * similarity (embeddings or categories); NONE does not.
+ *  - MMR (Carbonell & Goldstein) takes the argmax of lambda rel_i - (1 - lambda)
+ *    max_{j picked} sim(i, j), the max over no picks being 0.
+ *  - DPP is the greedy MAP of Chen, Zhang & Zhou (NeurIPS 2018) with kernel
+ *    L_ij = q_i S_ij q_j, q_i = exp(alpha rel_i), S the similarity with 1 + 1e-6
+ *    on the diagonal. Once the best marginal gain det(L_{Y+i}) / det(L_Y) falls
+ *    below 1e-10 (measured with q = 1 for the best-scored candidate), the
+ *    kernel no longer tells the rest apart and the page goes on by score.
+ */
 typedef enum fn_diversity {
-    FN_DIVERSITY_NONE = 0, /* by score */
+    FN_DIVERSITY_NONE = 0, /* by score, highest first */
     FN_DIVERSITY_MMR,      /* maximal marginal relevance: lambda rel - (1 - lambda) max sim */
     FN_DIVERSITY_DPP,      /* greedy MAP of a DPP with kernel q_i S_ij q_j, q = exp(alpha rel) */
 } fn_diversity;
@@ -168,8 +199,8 @@ typedef enum fn_diversity {
 typedef struct fn_page_options {
     size_t page_size;
     fn_diversity diversity;
-    float lambda;            /* MMR: 1 is pure relevance */
-    float dpp_alpha;         /* DPP: relevance's weight against diversity */
+    float lambda;            /* MMR: in [0, 1]; 1 is pure relevance */
+    float dpp_alpha;         /* DPP: >= 0, relevance's weight against diversity */
     int max_per_category;    /* 0: no cap; an item counts against each of its categories */
     const uint8_t *excluded; /* n flags or NULL: never shown */
     const size_t *pinned;    /* item indexes placed at pinned_at positions (0-based) */
@@ -184,13 +215,29 @@ typedef struct fn_page_options {
  * (pinned items count against the cap first); (4) pinned items are placed
  * at their positions (a position past the end appends), the picked ones fill
  * the other places in order. page[] gets item indexes; *n_page <= page_size
- * (fewer when the cap or the exclusions leave too few). A pinned item that is
- * also excluded, pinned twice, or out of range is FN_ERR_INVALID.
+ * (fewer when the cap or the exclusions leave too few).
+ *
+ * Details: page[] has room for page_size indexes (NULL when page_size is 0).
+ * Pins take page places, so step 3 picks at most page_size - n_pinned items.
+ * Pins are not subject to the cap themselves, and they do not enter the
+ * similarity terms of MMR or DPP (those diversify the picks among
+ * themselves). The page has no holes: pins keep their position order, and a
+ * pin whose position lies beyond the picks follows them; with more pins than
+ * page_size, those at the lowest positions are shown.
+ *
+ * FN_ERR_INVALID, with a message naming the item and the problem: a missing
+ * argument, a non-finite score (excluded items' scores are not read) or
+ * embedding component, a pinned item that is also excluded, pinned twice or
+ * out of range, two pins at one position, lambda outside [0, 1], a negative or
+ * non-finite dpp_alpha, MMR or DPP without a similarity, a cap without
+ * categories, decreasing cat_offsets. FN_ERR_NOMEM when scratch memory runs
+ * out (O(n), plus n x picks doubles for DPP). *n_page is 0 on any error.
  */
 fn_status fn_rerank_page(const fn_page_items *items, const fn_page_options *opts, size_t *page,
                          size_t *n_page, fn_error *err);
 
-/* Intra-list diversity of a page: the mean of 1 - sim over its pairs (0 for fewer than 2). */
+/* Intra-list diversity of a page: the mean of 1 - sim over its pairs (0 for fewer than 2);
+ * NaN without a similarity or with an index out of range. */
 double fn_page_diversity(const fn_page_items *items, const size_t *page, size_t n_page);
 
 #endif

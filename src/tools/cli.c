@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/file.h"
+
 int fn_cli_fail(const char *cmd, const fn_error *err)
 {
     fprintf(stderr, "funnel %s: %s\n", cmd,
@@ -90,5 +92,18 @@ fn_status fn_cli_feature_number(const Tensorflow__Features *f, const char *key, 
     fn_status st = fn_features_first_number(f, key, v, err);
     if (st == FN_ERR_NOT_FOUND) /* a missing feature is bad input, not a lookup miss */
         return fn_error_set(err, FN_ERR_INVALID, "feature '%s' is missing", key);
+    return st;
+}
+
+fn_status fn_cli_write_floats(const char *path, const float *v, size_t n, fn_error *err)
+{
+    fn_buf b = FN_BUF_INIT;
+    for (size_t i = 0; i < n; i++) {
+        fn_buf_json_double(&b, (double)v[i]);
+        fn_buf_putc(&b, '\n');
+    }
+    fn_status st = b.oom ? fn_error_set(err, FN_ERR_NOMEM, "out of memory")
+                         : fn_file_write_atomic(path, b.data ? b.data : "", b.len, err);
+    fn_buf_free(&b);
     return st;
 }

@@ -32,6 +32,7 @@ int fn_cmd_eval(int argc, char **argv);
 int fn_cmd_index(int argc, char **argv);
 int fn_cmd_cooc(int argc, char **argv);
 int fn_cmd_recall(int argc, char **argv);
+int fn_cmd_rerank(int argc, char **argv);
 
 /* Prints "funnel CMD: message" for err to stderr; returns FN_EXIT_FAIL. */
 int fn_cli_fail(const char *cmd, const fn_error *err);
@@ -55,6 +56,12 @@ fn_status fn_cli_feature_id(const Tensorflow__Features *f, const char *key,
 /* fn_features_first_number, with a missing feature FN_ERR_INVALID (bad input). */
 fn_status fn_cli_feature_number(const Tensorflow__Features *f, const char *key, double *v,
                                 fn_error *err);
+
+/*
+ * Writes n floats, one per line, each in the fewest digits that give its exact value (so
+ * others recompute the same metrics), to path atomically.
+ */
+fn_status fn_cli_write_floats(const char *path, const float *v, size_t n, fn_error *err);
 
 /* Writes a buffer to stdout, returning FN_ERR_IO (with a message) when stdout is closed. */
 fn_status fn_cli_write_stdout(const fn_buf *b, fn_error *err);

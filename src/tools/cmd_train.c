@@ -351,20 +351,6 @@ done:
     return rc;
 }
 
-static fn_status write_predictions(const char *path, const float *p, size_t n, fn_error *err)
-{
-    fn_buf b = FN_BUF_INIT;
-    for (size_t i = 0; i < n; i++) {
-        /* The float's exact value in the fewest digits, so others recompute the same metrics. */
-        fn_buf_json_double(&b, (double)p[i]);
-        fn_buf_putc(&b, '\n');
-    }
-    fn_status st = b.oom ? fn_error_set(err, FN_ERR_NOMEM, "out of memory")
-                         : fn_file_write_atomic(path, b.data ? b.data : "", b.len, err);
-    fn_buf_free(&b);
-    return st;
-}
-
 int fn_cmd_eval(int argc, char **argv)
 {
     args a;
@@ -386,7 +372,7 @@ int fn_cmd_eval(int argc, char **argv)
         goto done;
     }
     if (fn_model_predict(m, d, a.threads, p, &err) != FN_OK) goto done;
-    if (a.predictions && write_predictions(a.predictions, p, d->n, &err) != FN_OK) goto done;
+    if (a.predictions && fn_cli_write_floats(a.predictions, p, d->n, &err) != FN_OK) goto done;
     double auc = fn_metric_auc(p, d->labels, d->n), ll = fn_metric_logloss(p, d->labels, d->n);
     if (a.json) {
         fn_buf b = FN_BUF_INIT;

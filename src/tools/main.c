@@ -20,6 +20,7 @@ static const fn_command commands[] = {
     {"index", "build and measure ANN indexes (FAISS): recall@k, queries/s", fn_cmd_index},
     {"cooc", "build and query the item co-occurrence recall table", fn_cmd_cooc},
     {"recall", "evaluate the recall channels and their merge: recall@K", fn_cmd_recall},
+    {"rerank", "train and evaluate the listwise reranker: NDCG, MAP", fn_cmd_rerank},
 };
 
 static void usage(FILE *out)
