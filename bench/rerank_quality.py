@@ -1,0 +1,251 @@
+#!/usr/bin/python3
+"""Reranker quality: funnel's listwise reranker against gradient-boosted rankers on the LETOR
+sample LightGBM ships (letor-lambdarank: rank.train, 201 queries, rank.test, 50 queries,
+300 features, grades 0..4, groups from the .query files).
+
+Peers, each trained on rank.train and scored on rank.test, no early stopping (none sees
+rank.test before its predictions):
+- xgboost (Debian python3-xgboost) with objective rank:ndcg and its documented defaults,
+  100 rounds; and the tuned setting max_depth 4, eta 0.1, 200 rounds. It reads the files
+  as its svmlight loader does: an absent feature is missing, not 0.
+- LightGBM (PyPI; bench/setup-peers installs it into bench/.venv) with objective
+  lambdarank and its defaults, 100 rounds. It runs in a child process of the venv's
+  Python (this file again, with --lightgbm-child), since the system Python lacks it.
+- funnel (--funnel PATH): `funnel rerank train` with --funnel-args passed through, then
+  `funnel rerank eval --model --predictions --json`.
+
+Every figure comes from ranking_metrics() below, the definition in src/rerank/rerank.h:
+items by score, highest first, ties in input order; gain 2^label - 1, discount
+log2(position + 1); NDCG@k over the ideal DCG@k, 1 for a query with no relevant item;
+average precision with label > 0 relevant (1 without any). funnel's own figures, as
+`funnel rerank eval --json` prints them, are checked against it.
+
+  bench/rerank_quality.py --data ../shared/data [--funnel build/src/tools/funnel]
+      [--funnel-args "--loss lambdarank --epochs 30"] [--threads 2]
+"""
+import argparse
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+KS = (1, 3, 5, 10)
+N_FEATURES = 300
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV_PY = os.path.join(ROOT, "bench", ".venv", "bin", "python")
+
+
+def read_letor(path):
+    """(rows as {column: value} dicts, labels, group sizes) of svmrank text and path.query."""
+    rows, labels = [], []
+    with open(path) as f:
+        for line in f:
+            parts = line.split("#", 1)[0].split()
+            if not parts:
+                continue
+            labels.append(float(parts[0]))
+            rows.append({int(i) - 1: float(v) for i, v in (t.split(":") for t in parts[1:])})
+    with open(path + ".query") as f:
+        groups = [int(line) for line in f if line.strip()]
+    if sum(groups) != len(rows):
+        sys.exit("%s.query: counts add up to %d, the file has %d rows" %
+                 (path, sum(groups), len(rows)))
+    return rows, np.array(labels), np.array(groups)
+
+
+def dense(rows):
+    x = np.zeros((len(rows), N_FEATURES), dtype=np.float64)
+    for r, row in enumerate(rows):
+        for c, v in row.items():
+            x[r, c] = v
+    return x
+
+
+def ranking_metrics(scores, labels, groups):
+    """Means over the queries of NDCG@1/3/5/10 and average precision (see the top)."""
+    out = {"ndcg@%d" % k: [] for k in KS}
+    out["map"] = []
+    at = 0
+    for g in groups:
+        s, y = list(scores[at:at + g]), list(labels[at:at + g])
+        at += g
+        ranked = [y[i] for i in sorted(range(g), key=lambda i: -s[i])]  # stable: ties in order
+        ideal = sorted(y, reverse=True)
+        for k in KS:
+            dcg = sum((2.0 ** l - 1) / math.log2(p + 2) for p, l in enumerate(ranked[:k]))
+            best = sum((2.0 ** l - 1) / math.log2(p + 2) for p, l in enumerate(ideal[:k]))
+            out["ndcg@%d" % k].append(dcg / best if best > 0 else 1.0)
+        hits, total = 0, 0.0
+        for p, l in enumerate(ranked):
+            if l > 0:
+                hits += 1
+                total += hits / (p + 1)
+        out["map"].append(total / hits if hits else 1.0)
+    return {key: float(np.mean(v)) for key, v in out.items()}
+
+
+# ---- peers ----
+
+def xgboost_rows(train, test, threads, rows):
+    try:
+        import scipy.sparse as sp
+        import xgboost as xgb
+    except ImportError as e:
+        print("xgboost: skipped (%s; on Debian: apt-get install python3-xgboost)" % e)
+        return
+
+    def matrix(data):
+        feats, y, groups = data
+        ind, val, ptr = [], [], [0]
+        for row in feats:
+            for c in sorted(row):
+                ind.append(c)
+                val.append(row[c])
+            ptr.append(len(ind))
+        x = sp.csr_matrix((val, ind, ptr), shape=(len(feats), N_FEATURES))
+        d = xgb.DMatrix(x, label=y)
+        d.set_group(groups)
+        return d
+
+    dtrain, dtest = matrix(train), matrix(test)
+    settings = (
+        ("xgboost %s rank:ndcg, defaults, 100 rounds" % xgb.__version__, {}, 100),
+        ("xgboost %s rank:ndcg, max_depth 4, eta 0.1, 200 rounds" % xgb.__version__,
+         {"max_depth": 4, "eta": 0.1}, 200),
+    )
+    for name, extra, rounds in settings:
+        params = {"objective": "rank:ndcg", "nthread": threads, "seed": 0, **extra}
+        t = time.time()
+        booster = xgb.train(params, dtrain, num_boost_round=rounds)
+        seconds = time.time() - t
+        rows.append((name, ranking_metrics(booster.predict(dtest), test[1], test[2]), seconds))
+
+
+def lightgbm_child(args):
+    """In bench/.venv: train LightGBM lambdarank, write predictions, print name and seconds."""
+    import lightgbm as lgb
+    tr_rows, tr_y, tr_g = read_letor(os.path.join(args.data, "letor-lambdarank", "rank.train"))
+    te_rows, _, _ = read_letor(os.path.join(args.data, "letor-lambdarank", "rank.test"))
+    params = {"objective": "lambdarank", "num_threads": args.threads, "verbosity": -1}
+    t = time.time()
+    booster = lgb.train(params, lgb.Dataset(dense(tr_rows), label=tr_y, group=tr_g),
+                        num_boost_round=100)
+    seconds = time.time() - t
+    np.savetxt(args.lightgbm_child, booster.predict(dense(te_rows)), fmt="%.17g")
+    print(json.dumps({"name": "LightGBM %s lambdarank, defaults, 100 rounds" % lgb.__version__,
+                      "seconds": seconds}))
+    return 0
+
+
+def lightgbm_rows(args, test, tmp, rows):
+    if not os.path.exists(VENV_PY):
+        print("LightGBM: skipped: %s is missing (run bench/setup-peers)" %
+              os.path.relpath(VENV_PY, os.getcwd()))
+        return
+    if subprocess.run([VENV_PY, "-c", "import lightgbm"], capture_output=True).returncode:
+        print("LightGBM: skipped: lightgbm is not installed in bench/.venv (run bench/setup-peers)")
+        return
+    preds = os.path.join(tmp, "lightgbm.txt")
+    p = subprocess.run([VENV_PY, os.path.abspath(__file__), "--data", args.data, "--threads",
+                        str(args.threads), "--lightgbm-child", preds],
+                       capture_output=True, text=True)
+    if p.returncode:
+        print("LightGBM: failed (exit %d): %s" % (p.returncode, p.stderr.strip()[-2000:]))
+        return
+    info = json.loads(p.stdout.strip().splitlines()[-1])
+    rows.append((info["name"], ranking_metrics(np.loadtxt(preds), test[1], test[2]),
+                 info["seconds"]))
+
+
+# ---- funnel ----
+
+def funnel_rows(args, tmp, rows):
+    funnel = args.funnel
+    if not os.path.exists(funnel):
+        print("funnel: skipped: %s does not exist" % funnel)
+        return
+    probe = subprocess.run([funnel, "rerank"], capture_output=True, text=True)
+    if "unknown command" in probe.stderr:
+        print("funnel: skipped: this binary has no `rerank` command yet (%s)" %
+              probe.stderr.strip().splitlines()[0])
+        return
+    data = os.path.join(args.data, "letor-lambdarank")
+    train, test = os.path.join(data, "rank.train"), os.path.join(data, "rank.test")
+    model = os.path.join(tmp, "reranker.safetensors")
+    preds = os.path.join(tmp, "funnel.txt")
+    extra = shlex.split(args.funnel_args)
+    cmd = [funnel, "rerank", "train", "--data", train, "--out", model] + extra
+    t = time.time()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.time() - t
+    if p.returncode:
+        print("funnel: `%s` failed (exit %d):\n%s" % (" ".join(cmd), p.returncode,
+                                                      p.stderr.strip()[-2000:]))
+        return
+    cmd = [funnel, "rerank", "eval", "--model", model, "--data", test, "--predictions", preds,
+           "--json"]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode:
+        print("funnel: `%s` failed (exit %d):\n%s" % (" ".join(cmd), p.returncode,
+                                                      p.stderr.strip()[-2000:]))
+        return
+    _, y, groups = read_letor(test)
+    ours = ranking_metrics(np.loadtxt(preds), y, groups)
+    try:
+        printed = json.loads(p.stdout)
+    except ValueError:
+        printed = {}
+        print("funnel: `funnel rerank eval --json` printed no JSON: %r" % p.stdout[:200])
+    diffs = [abs(printed[key] - v) for key, v in ours.items() if key in printed]
+    for key, v in ours.items():
+        if key in printed and abs(printed[key] - v) > 1e-9:
+            print("funnel: %s here %.12f, `funnel rerank eval --json` %.12f (the predictions "
+                  "file and the command disagree)" % (key, v, printed[key]))
+    if len(diffs) == len(ours):
+        print("funnel: `funnel rerank eval --json` and the figures from its predictions agree "
+              "(largest difference %.1e)" % max(diffs))
+    name = "funnel reranker" + (" (%s)" % args.funnel_args if args.funnel_args else "")
+    rows.append((name, ours, seconds))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", required=True, help="the public data sets folder")
+    ap.add_argument("--funnel", help="the funnel binary; without it only the peers run")
+    ap.add_argument("--funnel-args", default="", help="options for `funnel rerank train`")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lightgbm-child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.lightgbm_child:
+        return lightgbm_child(args)
+    data = os.path.join(args.data, "letor-lambdarank")
+    if not os.path.exists(os.path.join(data, "rank.train.query")):
+        print("skipped: %s not found" % data)
+        return 77
+    train = read_letor(os.path.join(data, "rank.train"))
+    test = read_letor(os.path.join(data, "rank.test"))
+    print("letor-lambdarank: train %d rows, %d queries; test %d rows, %d queries; %d threads" %
+          (len(train[0]), len(train[2]), len(test[0]), len(test[2]), args.threads))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="funnel-rerank-bench-") as tmp:
+        xgboost_rows(train, test, args.threads, rows)
+        lightgbm_rows(args, test, tmp, rows)
+        if args.funnel:
+            funnel_rows(args, tmp, rows)
+    print()
+    print("| model | NDCG@1 | NDCG@3 | NDCG@5 | NDCG@10 | MAP | train s |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, m, seconds in rows:
+        print("| %s | %.4f | %.4f | %.4f | %.4f | %.4f | %.2f |" %
+              (name, m["ndcg@1"], m["ndcg@3"], m["ndcg@5"], m["ndcg@10"], m["map"], seconds))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
