@@ -13,11 +13,12 @@
 #include "cli.h"
 #include "common/file.h"
 #include "rerank/rerank.h"
+#include "rerank_page.h"
 
 static const char usage[] =
     "usage: funnel rerank train --data FILE [--valid FILE | --holdout X] --out MODEL [options]\n"
     "       funnel rerank eval (--model MODEL | --scores FILE) --data FILE [--json]\n"
-    "                          [--predictions OUT]\n"
+    "                          [--predictions OUT] [--page N [page options]]\n"
     "\n"
     "Trains the list-aware reranker (self-attention over each list's items, after PRM)\n"
     "on lists and writes it as safetensors, or evaluates a model (or scores computed\n"
@@ -48,7 +49,19 @@ static const char usage[] =
     "  --dropout X        [0.1]\n"
     "  --epochs N         [100]   --patience N  [10]   --batch N lists [16]\n"
     "  --seed N  --threads N  --device cpu|cuda\n"
-    "  --json             print the report (or the metrics) as one JSON object\n";
+    "  --json             print the report (or the metrics) as one JSON object\n"
+    "\n"
+    "eval, the page (diversity and rules after the scores; see fn_rerank_page):\n"
+    "  --page N           make each list's page of N items and measure it: the metrics\n"
+    "                     rank the page first, in its order, then the rest by score, and\n"
+    "                     `diversity` is the mean intra-list diversity of the pages\n"
+    "  --categories FILE  each item's categories, one line per item of --data:\n"
+    "                     names separated by | or , (an empty line for none)\n"
+    "  --diversity D      none (default), mmr or dpp, over the categories (Jaccard)\n"
+    "  --lambda X         MMR's weight of relevance [0.7]; relevance is each list's\n"
+    "                     scores scaled to [0, 1]\n"
+    "  --dpp-alpha X      DPP's weight of relevance [1]\n"
+    "  --max-per-category N  at most N items of one category in a page\n";
 
 enum {
     OPT_DATA = 1,
@@ -80,6 +93,12 @@ enum {
     OPT_THREADS,
     OPT_DEVICE,
     OPT_JSON,
+    OPT_PAGE,
+    OPT_CATEGORIES,
+    OPT_DIVERSITY,
+    OPT_LAMBDA,
+    OPT_DPP_ALPHA,
+    OPT_MAX_PER_CAT,
     OPT_HELP,
 };
 
@@ -113,6 +132,12 @@ static const struct option long_opts[] = {
     {"threads", required_argument, NULL, OPT_THREADS},
     {"device", required_argument, NULL, OPT_DEVICE},
     {"json", no_argument, NULL, OPT_JSON},
+    {"page", required_argument, NULL, OPT_PAGE},
+    {"categories", required_argument, NULL, OPT_CATEGORIES},
+    {"diversity", required_argument, NULL, OPT_DIVERSITY},
+    {"lambda", required_argument, NULL, OPT_LAMBDA},
+    {"dpp-alpha", required_argument, NULL, OPT_DPP_ALPHA},
+    {"max-per-category", required_argument, NULL, OPT_MAX_PER_CAT},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -123,6 +148,10 @@ typedef struct args {
     double holdout;
     int json;
     fn_rerank_options o;
+    /* the page */
+    const char *categories;
+    int page;
+    fn_page_options po;
 } args;
 
 static int parse_int(const char *cmd, const char *opt, const char *s, int lo, int hi, int *out)
@@ -158,6 +187,8 @@ static int parse(const char *cmd, int argc, char **argv, args *a)
     a->format = "svmrank";
     a->label = "label";
     a->features = "features";
+    a->po.lambda = 0.7f;
+    a->po.dpp_alpha = 1.0f;
     optind = 1;
     int c;
     uint64_t seed;
@@ -200,6 +231,31 @@ static int parse(const char *cmd, int argc, char **argv, args *a)
             break;
         case OPT_POSITIONS:
             a->o.positions = 1;
+            break;
+        case OPT_CATEGORIES:
+            a->categories = optarg;
+            break;
+        case OPT_PAGE:
+            ok = parse_int(cmd, "--page", optarg, 1, 100000, &a->page);
+            break;
+        case OPT_LAMBDA:
+            ok = parse_float(cmd, "--lambda", optarg, 0, 1, &a->po.lambda);
+            break;
+        case OPT_DPP_ALPHA:
+            ok = parse_float(cmd, "--dpp-alpha", optarg, 0, 1000, &a->po.dpp_alpha);
+            break;
+        case OPT_MAX_PER_CAT:
+            ok = parse_int(cmd, "--max-per-category", optarg, 1, 100000, &a->po.max_per_category);
+            break;
+        case OPT_DIVERSITY:
+            if (!strcmp(optarg, "none"))
+                a->po.diversity = FN_DIVERSITY_NONE;
+            else if (!strcmp(optarg, "mmr"))
+                a->po.diversity = FN_DIVERSITY_MMR;
+            else if (!strcmp(optarg, "dpp"))
+                a->po.diversity = FN_DIVERSITY_DPP;
+            else
+                return fn_cli_usage_error(cmd, "--diversity is none, mmr or dpp, not '%s'", optarg);
             break;
         case OPT_DEVICE:
             a->o.device = optarg;
@@ -392,6 +448,7 @@ static int run_eval(args *a)
     fn_error err = {0};
     fn_listset *d = NULL;
     fn_reranker *r = NULL;
+    fn_item_cats cats = {0};
     float *s = NULL;
     int rc = FN_EXIT_FAIL;
     if (a->model && fn_reranker_load(a->model, a->o.device, a->o.threads, &r, &err) != FN_OK)
@@ -407,6 +464,14 @@ static int run_eval(args *a)
         goto done;
     if (a->predictions && fn_cli_write_floats(a->predictions, s, d->n_items, &err) != FN_OK)
         goto done;
+    double diversity = NAN;
+    if (a->page) {
+        a->po.page_size = (size_t)a->page;
+        if (a->categories && fn_item_cats_read(a->categories, d->n_items, &cats, &err) != FN_OK)
+            goto done;
+        if (fn_pages_apply(d, a->categories ? &cats : NULL, &a->po, s, &diversity, &err) != FN_OK)
+            goto done;
+    }
     fn_rank_metrics m;
     fn_listset_metrics(d, s, &m);
     if (a->json) {
@@ -419,6 +484,14 @@ static int run_eval(args *a)
             fn_buf_json_double(&b, v[i]);
             fn_buf_puts(&b, ", ");
         }
+        if (a->page) {
+            fn_buf_printf(&b, "\"page\": %d, \"diversity\": ", a->page);
+            if (isnan(diversity))
+                fn_buf_puts(&b, "null");
+            else
+                fn_buf_json_double(&b, diversity);
+            fn_buf_puts(&b, ", ");
+        }
         fn_buf_printf(&b, "\"lists\": %zu, \"items\": %zu}\n", d->n_lists, d->n_items);
         fn_cli_write_stdout(&b, NULL);
         fn_buf_free(&b);
@@ -426,10 +499,13 @@ static int run_eval(args *a)
         printf("NDCG@1 %.4f  NDCG@3 %.4f  NDCG@5 %.4f  NDCG@10 %.4f  MAP %.4f  (%zu lists, %zu "
                "items)\n",
                m.ndcg1, m.ndcg3, m.ndcg5, m.ndcg10, m.map, d->n_lists, d->n_items);
+        if (a->page && !isnan(diversity))
+            printf("page of %d: intra-list diversity %.4f\n", a->page, diversity);
     }
     rc = FN_EXIT_OK;
 done:
     if (rc != FN_EXIT_OK) fn_cli_fail("rerank eval", &err);
+    fn_item_cats_free(&cats);
     free(s);
     fn_reranker_free(r);
     fn_listset_free(d);
