@@ -66,67 +66,6 @@ static void task_portable(const job *j, int64_t b, int64_t h)
     }
 }
 
-/* head_dim a multiple of 8, at most MAX_HEAD_DIM. */
-static FN_AVX2 void task_avx2(const job *j, int64_t b, int64_t h)
-{
-    const int32_t *mask = j->mask + b * j->t;
-    const float *base = j->qkv + b * j->t * j->width;
-    const int64_t nv = j->hd / 8;
-    __m256 acc[MAX_HEAD_DIM / 8], qv[MAX_HEAD_DIM / 8];
-    _Alignas(32) float s[TILE];
-    for (int64_t i = 0; i < j->t; i++) {
-        const float *q = base + i * j->width + h * j->hd;
-        for (int64_t d = 0; d < nv; d++) {
-            qv[d] = _mm256_mul_ps(_mm256_loadu_ps(q + 8 * d), _mm256_set1_ps(j->scale));
-            acc[d] = _mm256_setzero_ps();
-        }
-        float m = -INFINITY, l = 0;
-        for (int64_t j0 = 0; j0 < j->t; j0 += TILE) {
-            int64_t n = j->t - j0 < TILE ? j->t - j0 : TILE;
-            float tmax = -INFINITY;
-            for (int64_t k = 0; k < n; k++) {
-                if (!mask[j0 + k]) {
-                    s[k] = -INFINITY;
-                    continue;
-                }
-                const float *key = base + (j0 + k) * j->width + (j->heads + h) * j->hd;
-                __m256 dot = _mm256_mul_ps(qv[0], _mm256_loadu_ps(key));
-                for (int64_t d = 1; d < nv; d++)
-                    dot = _mm256_fmadd_ps(qv[d], _mm256_loadu_ps(key + 8 * d), dot);
-                s[k] = fn_v_hsum(dot);
-                tmax = s[k] > tmax ? s[k] : tmax;
-            }
-            if (tmax == -INFINITY) continue;
-            float mnew = tmax > m ? tmax : m;
-            float corr = expf(m - mnew);
-            __m256 vc = _mm256_set1_ps(corr);
-            l *= corr;
-            for (int64_t d = 0; d < nv; d++) acc[d] = _mm256_mul_ps(acc[d], vc);
-            /* Exponentiate the tile's scores eight at a time (-inf gives 0). */
-            for (int64_t k = n; k < TILE; k++) s[k] = -INFINITY;
-            __m256 vm = _mm256_set1_ps(mnew);
-            for (int64_t k = 0; k < n; k += 8) {
-                __m256 x = _mm256_load_ps(s + k);
-                __m256 valid = _mm256_cmp_ps(x, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ);
-                __m256 e = _mm256_and_ps(fn_v_exp(_mm256_sub_ps(x, vm)), valid);
-                _mm256_store_ps(s + k, e);
-            }
-            for (int64_t k = 0; k < n; k++) {
-                if (s[k] == 0.0f) continue;
-                l += s[k];
-                const float *v = base + (j0 + k) * j->width + (2 * j->heads + h) * j->hd;
-                __m256 p = _mm256_set1_ps(s[k]);
-                for (int64_t d = 0; d < nv; d++)
-                    acc[d] = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 8 * d), acc[d]);
-            }
-            m = mnew;
-        }
-        float *o = j->out + (b * j->t + i) * j->heads * j->hd + h * j->hd;
-        __m256 inv = _mm256_set1_ps(l > 0 ? 1.0f / l : 0.0f);
-        for (int64_t d = 0; d < nv; d++) _mm256_storeu_ps(o + 8 * d, _mm256_mul_ps(acc[d], inv));
-    }
-}
-
 /*
  * AVX-512, head_dim a multiple of 16. Each tile of KT keys is transposed once
  * into kt[d][KT] and met by QB queries (the whole sequence when it is short),
@@ -215,6 +154,116 @@ static FN_AVX512 void task_avx512(const job *j, int64_t b, int64_t h)
                             a[r] = _mm512_fmadd_ps(_mm512_set1_ps(ps[r][k]), vk, a[r]);
                     }
                     for (int r = 0; r < g; r++) _mm512_store_ps(acc[i + r] + 16 * d, a[r]);
+                }
+            }
+        }
+        for (int64_t i = 0; i < qn; i++) {
+            float *o = j->out + (b * j->t + q0 + i) * j->heads * hd + h * hd;
+            float inv = l[i] > 0 ? 1.0f / l[i] : 0.0f;
+            for (int64_t d = 0; d < hd; d++) o[d] = acc[i][d] * inv;
+        }
+    }
+}
+
+/*
+ * AVX2, head_dim a multiple of 8: the AVX-512 scheme above with 8-lane vectors.
+ * A tile of KT2 keys is transposed once and met by every query of the block,
+ * QG2 queries at a time: a query's KT2 scores are head_dim broadcast FMAs into
+ * four vectors (no horizontal sum per key, which dominated short heads), and
+ * the value sum keeps the queries' running outputs in registers.
+ */
+#define KT2 32
+#define QG2 2
+
+static FN_AVX2 void task_avx2(const job *j, int64_t b, int64_t h)
+{
+    const int32_t *mask = j->mask + b * j->t;
+    const float *base = j->qkv + b * j->t * j->width;
+    const int64_t hd = j->hd, nv = hd / 8;
+    _Alignas(32) float kt[MAX_HEAD_DIM * KT2], ps[QG2][KT2];
+    _Alignas(32) float acc[QB][MAX_HEAD_DIM];
+    float m[QB], l[QB];
+    const __m256 ninf = _mm256_set1_ps(-INFINITY), sc = _mm256_set1_ps(j->scale);
+    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    for (int64_t q0 = 0; q0 < j->t; q0 += QB) {
+        int64_t qn = j->t - q0 < QB ? j->t - q0 : QB;
+        for (int64_t i = 0; i < qn; i++) {
+            m[i] = -INFINITY, l[i] = 0;
+            memset(acc[i], 0, (size_t)hd * sizeof(float));
+        }
+        for (int64_t j0 = 0; j0 < j->t; j0 += KT2) {
+            int64_t n = j->t - j0 < KT2 ? j->t - j0 : KT2;
+            uint32_t valid = 0;
+            for (int64_t k = 0; k < n; k++)
+                if (mask[j0 + k]) valid |= 1u << k;
+            if (!valid) continue; /* a tile of padding */
+            for (int64_t k = 0; k < KT2; k++) {
+                const float *key = base + (j0 + k) * j->width + (j->heads + h) * hd;
+                for (int64_t d = 0; d < hd; d++) kt[d * KT2 + k] = k < n ? key[d] : 0.0f;
+            }
+            __m256 vmask[4];
+            for (int v = 0; v < 4; v++) {
+                const __m256i vb = _mm256_set1_epi32((int)(valid >> (8 * v)));
+                vmask[v] = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(vb, bit), bit));
+            }
+            const float *vbase = base + j0 * j->width + (2 * j->heads + h) * hd;
+            for (int64_t i = 0; i < qn; i += QG2) {
+                int g = qn - i < QG2 ? (int)(qn - i) : QG2;
+                const float *q[QG2];
+                for (int r = 0; r < QG2; r++)
+                    q[r] = base + (q0 + i + (r < g ? r : 0)) * j->width + h * hd;
+                __m256 s[QG2][4];
+#pragma GCC unroll 2
+                for (int r = 0; r < QG2; r++)
+                    s[r][0] = s[r][1] = s[r][2] = s[r][3] = _mm256_setzero_ps();
+                for (int64_t d = 0; d < hd; d++) {
+                    const float *kd = kt + d * KT2;
+                    __m256 k0 = _mm256_load_ps(kd), k1 = _mm256_load_ps(kd + 8),
+                           k2 = _mm256_load_ps(kd + 16), k3 = _mm256_load_ps(kd + 24);
+#pragma GCC unroll 2
+                    for (int r = 0; r < QG2; r++) {
+                        __m256 qd = _mm256_set1_ps(q[r][d]);
+                        s[r][0] = _mm256_fmadd_ps(qd, k0, s[r][0]);
+                        s[r][1] = _mm256_fmadd_ps(qd, k1, s[r][1]);
+                        s[r][2] = _mm256_fmadd_ps(qd, k2, s[r][2]);
+                        s[r][3] = _mm256_fmadd_ps(qd, k3, s[r][3]);
+                    }
+                }
+                float corr[QG2];
+                for (int r = 0; r < g; r++) {
+                    __m256 a[4], mx = ninf;
+                    for (int v = 0; v < 4; v++) {
+                        a[v] = _mm256_blendv_ps(ninf, _mm256_mul_ps(s[r][v], sc), vmask[v]);
+                        mx = _mm256_max_ps(mx, a[v]);
+                    }
+                    float tmax = fn_v_hmax(mx);
+                    float mnew = tmax > m[i + r] ? tmax : m[i + r];
+                    /* the running maximum rarely moves after the first tiles: no rescale then */
+                    corr[r] = mnew == m[i + r] ? 1.0f : expf(m[i + r] - mnew);
+                    __m256 vm = _mm256_set1_ps(mnew), sum = _mm256_setzero_ps();
+                    for (int v = 0; v < 4; v++) {
+                        __m256 p = _mm256_and_ps(fn_v_exp(_mm256_sub_ps(a[v], vm)), vmask[v]);
+                        sum = _mm256_add_ps(sum, p);
+                        _mm256_store_ps(ps[r] + 8 * v, p);
+                    }
+                    l[i + r] = l[i + r] * corr[r] + fn_v_hsum(sum);
+                    m[i + r] = mnew;
+                }
+                for (int r = g; r < QG2; r++) corr[r] = 0;
+                for (int64_t d = 0; d < nv; d++) {
+                    __m256 a[QG2];
+#pragma GCC unroll 2
+                    for (int r = 0; r < QG2; r++)
+                        a[r] = r < g ? _mm256_mul_ps(_mm256_load_ps(acc[i + r] + 8 * d),
+                                                     _mm256_set1_ps(corr[r]))
+                                     : _mm256_setzero_ps();
+                    for (int64_t k = 0; k < n; k++) {
+                        __m256 vk = _mm256_loadu_ps(vbase + k * j->width + 8 * d);
+#pragma GCC unroll 2
+                        for (int r = 0; r < QG2; r++)
+                            a[r] = _mm256_fmadd_ps(_mm256_set1_ps(ps[r][k]), vk, a[r]);
+                    }
+                    for (int r = 0; r < g; r++) _mm256_store_ps(acc[i + r] + 8 * d, a[r]);
                 }
             }
         }
