@@ -12,7 +12,12 @@ rank.test before its predictions):
   lambdarank and its defaults, 100 rounds. It runs in a child process of the venv's
   Python (this file again, with --lightgbm-child), since the system Python lacks it.
 - funnel (--funnel PATH): `funnel rerank train` with --funnel-args passed through, then
-  `funnel rerank eval --model --predictions --json`.
+  `funnel rerank eval --model --predictions --json`. With --select, the options are
+  chosen first on rank.train alone: 5-fold cross-validation over the lists for each
+  setting of GRID (early stopping on the held-out fold), the setting with the best mean
+  validation NDCG@10 wins; the final model is trained with it on rank.train, its last 20%
+  of lists held out for early stopping (the best epoch kept), once per seed (--seeds);
+  the table gives the mean and each seed's NDCG@10.
 
 Every figure comes from ranking_metrics() below, the definition in src/rerank/rerank.h:
 items by score, highest first, ties in input order; gain 2^label - 1, discount
@@ -165,6 +170,44 @@ def lightgbm_rows(args, test, tmp, rows):
 
 # ---- funnel ----
 
+def funnel_once(args, tmp, extra):
+    """Trains with extra options on rank.train, scores rank.test: (metrics, seconds) or None."""
+    funnel = args.funnel
+    data = os.path.join(args.data, "letor-lambdarank")
+    train, test = os.path.join(data, "rank.train"), os.path.join(data, "rank.test")
+    model = os.path.join(tmp, "reranker.safetensors")
+    preds = os.path.join(tmp, "funnel.txt")
+    cmd = [funnel, "rerank", "train", "--data", train, "--out", model] + extra
+    t = time.time()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.time() - t
+    if p.returncode:
+        print("funnel: `%s` failed (exit %d):\n%s" % (" ".join(cmd), p.returncode,
+                                                      p.stderr.strip()[-2000:]))
+        return None
+    cmd = [funnel, "rerank", "eval", "--model", model, "--data", test, "--predictions", preds,
+           "--json"]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode:
+        print("funnel: `%s` failed (exit %d):\n%s" % (" ".join(cmd), p.returncode,
+                                                      p.stderr.strip()[-2000:]))
+        return None
+    _, y, groups = read_letor(test)
+    ours = ranking_metrics(np.loadtxt(preds), y, groups)
+    try:
+        printed = json.loads(p.stdout)
+    except ValueError:
+        printed = {}
+        print("funnel: `funnel rerank eval --json` printed no JSON: %r" % p.stdout[:200])
+    for key, v in ours.items():
+        if key in printed and abs(printed[key] - v) > 1e-9:
+            print("funnel: %s here %.12f, `funnel rerank eval --json` %.12f (the predictions "
+                  "file and the command disagree)" % (key, v, printed[key]))
+    if not all(key in printed for key in ours):
+        print("funnel: `funnel rerank eval --json` lacks some figures: %r" % printed)
+    return ours, seconds
+
+
 def funnel_rows(args, tmp, rows):
     funnel = args.funnel
     if not os.path.exists(funnel):
@@ -175,43 +218,86 @@ def funnel_rows(args, tmp, rows):
         print("funnel: skipped: this binary has no `rerank` command yet (%s)" %
               probe.stderr.strip().splitlines()[0])
         return
-    data = os.path.join(args.data, "letor-lambdarank")
-    train, test = os.path.join(data, "rank.train"), os.path.join(data, "rank.test")
-    model = os.path.join(tmp, "reranker.safetensors")
-    preds = os.path.join(tmp, "funnel.txt")
     extra = shlex.split(args.funnel_args)
-    cmd = [funnel, "rerank", "train", "--data", train, "--out", model] + extra
-    t = time.time()
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    seconds = time.time() - t
-    if p.returncode:
-        print("funnel: `%s` failed (exit %d):\n%s" % (" ".join(cmd), p.returncode,
-                                                      p.stderr.strip()[-2000:]))
+    if not args.select:
+        got = funnel_once(args, tmp, extra)
+        if got:
+            name = "funnel reranker" + (" (%s)" % args.funnel_args if args.funnel_args else "")
+            rows.append((name, got[0], got[1]))
         return
-    cmd = [funnel, "rerank", "eval", "--model", model, "--data", test, "--predictions", preds,
-           "--json"]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode:
-        print("funnel: `%s` failed (exit %d):\n%s" % (" ".join(cmd), p.returncode,
-                                                      p.stderr.strip()[-2000:]))
-        return
-    _, y, groups = read_letor(test)
-    ours = ranking_metrics(np.loadtxt(preds), y, groups)
-    try:
-        printed = json.loads(p.stdout)
-    except ValueError:
-        printed = {}
-        print("funnel: `funnel rerank eval --json` printed no JSON: %r" % p.stdout[:200])
-    diffs = [abs(printed[key] - v) for key, v in ours.items() if key in printed]
-    for key, v in ours.items():
-        if key in printed and abs(printed[key] - v) > 1e-9:
-            print("funnel: %s here %.12f, `funnel rerank eval --json` %.12f (the predictions "
-                  "file and the command disagree)" % (key, v, printed[key]))
-    if len(diffs) == len(ours):
-        print("funnel: `funnel rerank eval --json` and the figures from its predictions agree "
-              "(largest difference %.1e)" % max(diffs))
-    name = "funnel reranker" + (" (%s)" % args.funnel_args if args.funnel_args else "")
-    rows.append((name, ours, seconds))
+    opts, epochs, report = select_options(args, tmp)
+    print("funnel: 5-fold cross-validation on rank.train (NDCG@10 of the held-out folds):")
+    print()
+    print("| options | mean valid NDCG@10 | mean best epoch |")
+    print("| --- | ---: | ---: |")
+    print("\n".join(report))
+    print()
+    runs = []
+    for seed in range(1, args.seeds + 1):
+        got = funnel_once(args, tmp, extra + shlex.split(opts) +
+                          ["--holdout", "0.2", "--epochs", "60", "--seed", str(seed)])
+        if not got:
+            return
+        runs.append(got)
+    mean = {k: float(np.mean([r[0][k] for r in runs])) for k in runs[0][0]}
+    print("funnel: chosen `%s` (folds' best epoch %d); trained on rank.train with the last 20%% "
+          "of its lists for early stopping; test NDCG@10 per seed: %s" %
+          (opts or "(defaults)", epochs, " ".join("%.4f" % r[0]["ndcg@10"] for r in runs)))
+    rows.append(("funnel reranker (%s; mean of %d seeds)" % (opts or "defaults", len(runs)), mean,
+                 float(np.mean([r[1] for r in runs]))))
+
+
+GRID = [
+    "",
+    "--d-model 128 --ff 256",
+    "--d-model 128 --ff 256 --lambda-k 10",
+    "--d-model 128 --ff 256 --loss listnet",
+    "--d-model 256 --ff 512 --heads 8",
+]
+
+
+def write_lists(lines, groups, picks, path):
+    """The lists numbered in picks (of lines grouped by groups) as svmrank text + .query."""
+    starts = np.concatenate([[0], np.cumsum(groups)])
+    with open(path, "w") as f, open(path + ".query", "w") as q:
+        for g in picks:
+            f.writelines(lines[starts[g]:starts[g + 1]])
+            q.write("%d\n" % groups[g])
+
+
+def select_options(args, tmp):
+    """(options, epochs, table lines) chosen by 5-fold cross-validation on rank.train."""
+    data = os.path.join(args.data, "letor-lambdarank")
+    lines = open(os.path.join(data, "rank.train")).readlines()
+    groups = [int(x) for x in open(os.path.join(data, "rank.train.query"))]
+    order = np.random.default_rng(7).permutation(len(groups))
+    folds = [sorted(order[i::5]) for i in range(5)]
+    paths = []
+    for i, fold in enumerate(folds):
+        rest = sorted(g for j, f in enumerate(folds) if j != i for g in f)
+        fit, valid = (os.path.join(tmp, "fold%d.%s" % (i, n)) for n in ("fit", "valid"))
+        write_lists(lines, groups, rest, fit)
+        write_lists(lines, groups, fold, valid)
+        paths.append((fit, valid))
+    best, report = None, []
+    for opts in GRID:
+        ndcgs, epochs = [], []
+        for fit, valid in paths:
+            model = os.path.join(tmp, "cv.safetensors")
+            cmd = [args.funnel, "rerank", "train", "--data", fit, "--valid", valid, "--out",
+                   model, "--epochs", "60", "--patience", "10", "--ndcg-k", "10", "--json"]
+            cmd += shlex.split(opts)
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            if p.returncode:
+                raise SystemExit("funnel: `%s` failed:\n%s" % (" ".join(cmd), p.stderr[-2000:]))
+            rep = json.loads(p.stdout.strip().splitlines()[-1])
+            ndcgs.append(rep["valid_ndcg@10"])
+            epochs.append(rep["best_epoch"])
+        mean = float(np.mean(ndcgs))
+        report.append("| %s | %.4f | %.1f |" % (opts or "(defaults)", mean, np.mean(epochs)))
+        if best is None or mean > best[0]:
+            best = (mean, opts, max(1, int(round(np.mean(epochs)))))
+    return best[1], best[2], report
 
 
 def main():
@@ -220,6 +306,9 @@ def main():
     ap.add_argument("--funnel", help="the funnel binary; without it only the peers run")
     ap.add_argument("--funnel-args", default="", help="options for `funnel rerank train`")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--select", action="store_true",
+                    help="choose funnel's options by 5-fold cross-validation on rank.train")
+    ap.add_argument("--seeds", type=int, default=5, help="final models trained with --select")
     ap.add_argument("--lightgbm-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.lightgbm_child:

@@ -106,6 +106,22 @@ def read_letor_dense(path, n_features):
     return np.stack(rows), groups
 
 
+def truncated(letor, tmp, n):
+    """rank.train/rank.test (and .query) with only features 1..n, in tmp."""
+    for name in ("rank.train", "rank.test"):
+        with open(os.path.join(letor, name)) as src, open(os.path.join(tmp, name), "w") as dst:
+            for line in src:
+                parts = line.split()
+                keep = [p for p in parts[1:] if int(p.split(":")[0]) <= n]
+                # the last column present in every file keeps the width the same
+                dst.write(" ".join([parts[0]] + keep + (["%d:0" % n] if not keep or
+                                    int(keep[-1].split(":")[0]) < n else [])) + "\n")
+        with open(os.path.join(letor, name + ".query")) as src, \
+                open(os.path.join(tmp, name + ".query"), "w") as dst:
+            dst.write(src.read())
+    return tmp
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--funnel", required=True)
@@ -114,12 +130,16 @@ def main():
     ap.add_argument("--items", type=int, default=100)
     ap.add_argument("--runs", type=int, default=3000)
     ap.add_argument("--train-args", default="--epochs 5")
+    ap.add_argument("--features", type=int, default=0,
+                    help="keep only the first N LETOR features (0: all 300)")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(1)
     letor = os.path.join(args.data, "letor-lambdarank")
     with tempfile.TemporaryDirectory(prefix="funnel-rerank-speed-") as tmp:
+        if args.features:
+            letor = truncated(letor, tmp, args.features)
         model = os.path.join(tmp, "reranker.safetensors")
         subprocess.run([args.funnel, "rerank", "train", "--data",
                         os.path.join(letor, "rank.train"), "--out", model, "--threads", "1"] +

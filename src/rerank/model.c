@@ -24,6 +24,7 @@ fn_rerank_options fn_rerank_options_default(void)
         .max_items = 200,
         .loss = FN_RERANK_LAMBDARANK,
         .ndcg_k = 10,
+        .lambda_k = 0,
         .lr = 1e-3f,
         .l2 = 1e-5f,
         .dropout = 0.1f,
@@ -69,6 +70,8 @@ static fn_status check_options(const fn_rerank_options *o, fn_error *err)
         bad = "max_items must be in 1..4096";
     else if (o->ndcg_k < 1)
         bad = "ndcg_k must be at least 1";
+    else if (o->lambda_k < 0)
+        bad = "lambda_k must be >= 0";
     else if (!(o->lr > 0) || !isfinite(o->lr))
         bad = "lr must be positive";
     else if (!(o->l2 >= 0) || !isfinite(o->l2))

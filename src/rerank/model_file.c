@@ -58,6 +58,7 @@ fn_status fn_reranker_save(const fn_reranker *r, const char *path, fn_error *err
     META("funnel.max_items", "%d", o->max_items);
     META("funnel.loss", "%s", fn_rerank_loss_name(o->loss));
     META("funnel.ndcg_k", "%d", o->ndcg_k);
+    META("funnel.lambda_k", "%d", o->lambda_k);
     META("funnel.lr", "%.9g", (double)o->lr);
     META("funnel.l2", "%.9g", (double)o->l2);
     META("funnel.dropout", "%.9g", (double)o->dropout);
@@ -123,7 +124,8 @@ static fn_status read_options(const fn_safetensors *st, fn_reranker *r, fn_error
         return fn_error_set(err, FN_ERR_INVALID, "%s: a '%s' model, not a reranker",
                             fn_safetensors_path(st), model);
     fn_rerank_options *o = &r->o;
-    long long F = 0, dm = 0, nh = 0, nl = 0, ff = 0, pos = 0, mi = 0, k = 0, batch = 0, seed = 0;
+    long long F = 0, lk = 0, dm = 0, nh = 0, nl = 0, ff = 0, pos = 0, mi = 0, k = 0, batch = 0,
+              seed = 0;
     if ((s = meta_int(st, "funnel.features", 1, 1 << 24, &F, err)) ||
         (s = meta_int(st, "funnel.d_model", 1, 4096, &dm, err)) ||
         (s = meta_int(st, "funnel.n_heads", 1, 4096, &nh, err)) ||
@@ -132,6 +134,7 @@ static fn_status read_options(const fn_safetensors *st, fn_reranker *r, fn_error
         (s = meta_int(st, "funnel.positions", 0, 1, &pos, err)) ||
         (s = meta_int(st, "funnel.max_items", 1, 4096, &mi, err)) ||
         (s = meta_int(st, "funnel.ndcg_k", 1, 1 << 20, &k, err)) ||
+        (s = meta_int(st, "funnel.lambda_k", 0, 1 << 20, &lk, err)) ||
         (s = meta_int(st, "funnel.batch", 1, 4096, &batch, err)) ||
         (s = meta_int(st, "funnel.seed", 0, INT64_MAX, &seed, err)) ||
         (s = meta_float(st, "funnel.lr", &o->lr, err)) ||
@@ -145,6 +148,7 @@ static fn_status read_options(const fn_safetensors *st, fn_reranker *r, fn_error
     r->F = (uint32_t)F;
     o->d_model = (int)dm, o->n_heads = (int)nh, o->n_layers = (int)nl, o->d_ff = (int)ff;
     o->positions = (int)pos, o->max_items = (int)mi, o->ndcg_k = (int)k, o->batch = (int)batch;
+    o->lambda_k = (int)lk;
     o->seed = (uint64_t)seed;
     return FN_OK;
 }

@@ -106,7 +106,8 @@ typedef struct fn_rerank_options {
     int positions; /* 1: add a learned embedding of each item's input position */
     int max_items; /* longest list scored (longer lists keep their first max_items) */
     fn_rerank_loss loss;
-    int ndcg_k; /* LambdaRank's truncation and the validation metric's k */
+    int ndcg_k;   /* the validation metric: NDCG@ndcg_k */
+    int lambda_k; /* LambdaRank's truncation: pairs matter by their NDCG@lambda_k (0: the list) */
     float lr, l2, dropout;
     int epochs, patience;
     int batch; /* lists per mini-batch */

@@ -287,7 +287,8 @@ static fn_status train_batch(trainer *tr, const fn_listset *d, const size_t *lis
         float *g = tr->dscores + b * T;
         *loss += r->o.loss == FN_RERANK_LISTNET
                      ? listnet(sc, y, len[b], scale, g)
-                     : lambdarank(sc, y, len[b], r->o.ndcg_k, scale, g, work, rank);
+                     : lambdarank(sc, y, len[b], r->o.lambda_k ? r->o.lambda_k : (int)len[b], scale,
+                                  g, work, rank);
     }
     fn_tensor ds = rr_rows(tr->ds, R);
     TRY(fn_tensor_write(&ds, tr->dscores, (size_t)R * sizeof *tr->dscores, err));

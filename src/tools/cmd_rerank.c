@@ -44,7 +44,8 @@ static const char usage[] =
     "  --positions        add a learned embedding of each item's input position\n"
     "                     (when the input order is the rank stage's)\n"
     "  --max-items N      longest list looked at [200]\n"
-    "  --ndcg-k N         LambdaRank's truncation and the validation NDCG's k [10]\n"
+    "  --ndcg-k N         the validation metric: NDCG@N [10]\n"
+    "  --lambda-k N       LambdaRank weighs pairs by their change of NDCG@N [the list]\n"
     "  --lr X  --l2 X     Adam's learning rate [0.001] and L2 [1e-5]\n"
     "  --dropout X        [0.1]\n"
     "  --epochs N         [100]   --patience N  [10]   --batch N lists [16]\n"
@@ -83,6 +84,7 @@ enum {
     OPT_POSITIONS,
     OPT_MAXITEMS,
     OPT_NDCGK,
+    OPT_LAMBDAK,
     OPT_LR,
     OPT_L2,
     OPT_DROPOUT,
@@ -122,6 +124,7 @@ static const struct option long_opts[] = {
     {"positions", no_argument, NULL, OPT_POSITIONS},
     {"max-items", required_argument, NULL, OPT_MAXITEMS},
     {"ndcg-k", required_argument, NULL, OPT_NDCGK},
+    {"lambda-k", required_argument, NULL, OPT_LAMBDAK},
     {"lr", required_argument, NULL, OPT_LR},
     {"l2", required_argument, NULL, OPT_L2},
     {"dropout", required_argument, NULL, OPT_DROPOUT},
@@ -282,6 +285,9 @@ static int parse(const char *cmd, int argc, char **argv, args *a)
             break;
         case OPT_MAXITEMS:
             ok = parse_int(cmd, "--max-items", optarg, 1, 4096, &a->o.max_items);
+            break;
+        case OPT_LAMBDAK:
+            ok = parse_int(cmd, "--lambda-k", optarg, 1, 1 << 20, &a->o.lambda_k);
             break;
         case OPT_NDCGK:
             ok = parse_int(cmd, "--ndcg-k", optarg, 1, 1 << 20, &a->o.ndcg_k);

@@ -323,8 +323,9 @@ START_TEST(damaged_files_are_named)
         {"funnel.model", "reranker"}, {"funnel.features", "2"},   {"funnel.d_model", "16"},
         {"funnel.n_heads", "2"},      {"funnel.n_layers", "0"},   {"funnel.d_ff", "32"},
         {"funnel.positions", "0"},    {"funnel.max_items", "16"}, {"funnel.loss", "listnet"},
-        {"funnel.ndcg_k", "10"},      {"funnel.lr", "0.001"},     {"funnel.l2", "0"},
-        {"funnel.dropout", "0"},      {"funnel.batch", "4"},      {"funnel.seed", "1"}};
+        {"funnel.ndcg_k", "10"},      {"funnel.lambda_k", "0"},   {"funnel.lr", "0.001"},
+        {"funnel.l2", "0"},           {"funnel.dropout", "0"},    {"funnel.batch", "4"},
+        {"funnel.seed", "1"}};
     for (size_t i = 0; i < sizeof meta / sizeof *meta; i++)
         ck_assert_int_eq(fn_safetensors_writer_meta(w, meta[i][0], meta[i][1], &err), FN_OK);
     ck_assert_int_eq(fn_safetensors_writer_write(w, bad, &err), FN_OK);
