@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "common/file.h"
+#include "recall/recall.h"
 #include "rerank/rerank.h"
 #include "rerank_page.h"
 
@@ -58,7 +59,10 @@ static const char usage[] =
     "                     `diversity` is the mean intra-list diversity of the pages\n"
     "  --categories FILE  each item's categories, one line per item of --data:\n"
     "                     names separated by | or , (an empty line for none)\n"
-    "  --diversity D      none (default), mmr or dpp, over the categories (Jaccard)\n"
+    "  --embeddings FILE  each item's vector, one .fvecs row per item of --data (made\n"
+    "                     unit length); the similarity is then their cosine\n"
+    "  --diversity D      none (default), mmr or dpp, over the embeddings when given,\n"
+    "                     else the categories (Jaccard)\n"
     "  --lambda X         MMR's weight of relevance [0.7]; relevance is each list's\n"
     "                     scores scaled to [0, 1]\n"
     "  --dpp-alpha X      DPP's weight of relevance [1]\n"
@@ -97,6 +101,7 @@ enum {
     OPT_JSON,
     OPT_PAGE,
     OPT_CATEGORIES,
+    OPT_EMBEDDINGS,
     OPT_DIVERSITY,
     OPT_LAMBDA,
     OPT_DPP_ALPHA,
@@ -137,6 +142,7 @@ static const struct option long_opts[] = {
     {"json", no_argument, NULL, OPT_JSON},
     {"page", required_argument, NULL, OPT_PAGE},
     {"categories", required_argument, NULL, OPT_CATEGORIES},
+    {"embeddings", required_argument, NULL, OPT_EMBEDDINGS},
     {"diversity", required_argument, NULL, OPT_DIVERSITY},
     {"lambda", required_argument, NULL, OPT_LAMBDA},
     {"dpp-alpha", required_argument, NULL, OPT_DPP_ALPHA},
@@ -152,7 +158,7 @@ typedef struct args {
     int json;
     fn_rerank_options o;
     /* the page */
-    const char *categories;
+    const char *categories, *embeddings;
     int page;
     fn_page_options po;
 } args;
@@ -237,6 +243,9 @@ static int parse(const char *cmd, int argc, char **argv, args *a)
             break;
         case OPT_CATEGORIES:
             a->categories = optarg;
+            break;
+        case OPT_EMBEDDINGS:
+            a->embeddings = optarg;
             break;
         case OPT_PAGE:
             ok = parse_int(cmd, "--page", optarg, 1, 100000, &a->page);
@@ -447,6 +456,36 @@ static fn_status read_scores(const char *path, size_t n, float *out, fn_error *e
     return st;
 }
 
+/* One .fvecs row per item, made unit length (a zero row stays zero). */
+static fn_status read_embeddings(const char *path, size_t n_items, float **out, int *dim,
+                                 fn_error *err)
+{
+    size_t n, d;
+    fn_status st = fn_vecs_read_fvecs(path, &n, &d, out, err);
+    if (st != FN_OK) return st;
+    if (n != n_items || d < 1 || d > 65536) {
+        free(*out);
+        *out = NULL;
+        return fn_error_set(err, FN_ERR_INVALID,
+                            "%s: %zu vectors of %zu floats for the %zu items of the data", path, n,
+                            d, n_items);
+    }
+    for (size_t i = 0; i < n; i++) {
+        float *v = *out + i * d;
+        double ss = 0;
+        for (size_t j = 0; j < d; j++) ss += (double)v[j] * v[j];
+        if (!isfinite(ss)) {
+            free(*out);
+            *out = NULL;
+            return fn_error_set(err, FN_ERR_INVALID, "%s: vector %zu is not finite", path, i + 1);
+        }
+        if (ss > 0)
+            for (size_t j = 0; j < d; j++) v[j] = (float)(v[j] / sqrt(ss));
+    }
+    *dim = (int)d;
+    return FN_OK;
+}
+
 static int run_eval(args *a)
 {
     if (!a->model == !a->scores)
@@ -455,6 +494,8 @@ static int run_eval(args *a)
     fn_listset *d = NULL;
     fn_reranker *r = NULL;
     fn_item_cats cats = {0};
+    float *emb = NULL;
+    int dim = 0;
     float *s = NULL;
     int rc = FN_EXIT_FAIL;
     if (a->model && fn_reranker_load(a->model, a->o.device, a->o.threads, &r, &err) != FN_OK)
@@ -475,7 +516,10 @@ static int run_eval(args *a)
         a->po.page_size = (size_t)a->page;
         if (a->categories && fn_item_cats_read(a->categories, d->n_items, &cats, &err) != FN_OK)
             goto done;
-        if (fn_pages_apply(d, a->categories ? &cats : NULL, &a->po, s, &diversity, &err) != FN_OK)
+        if (a->embeddings && read_embeddings(a->embeddings, d->n_items, &emb, &dim, &err) != FN_OK)
+            goto done;
+        if (fn_pages_apply(d, a->categories ? &cats : NULL, emb, dim, &a->po, s, &diversity,
+                           &err) != FN_OK)
             goto done;
     }
     fn_rank_metrics m;
@@ -512,6 +556,7 @@ static int run_eval(args *a)
 done:
     if (rc != FN_EXIT_OK) fn_cli_fail("rerank eval", &err);
     fn_item_cats_free(&cats);
+    free(emb);
     free(s);
     fn_reranker_free(r);
     fn_listset_free(d);

@@ -126,8 +126,9 @@ void fn_item_cats_free(fn_item_cats *c)
     memset(c, 0, sizeof *c);
 }
 
-fn_status fn_pages_apply(const fn_listset *d, const fn_item_cats *cats, const fn_page_options *opts,
-                         float *scores, double *diversity, fn_error *err)
+fn_status fn_pages_apply(const fn_listset *d, const fn_item_cats *cats, const float *emb, int dim,
+                         const fn_page_options *opts, float *scores, double *diversity,
+                         fn_error *err)
 {
     size_t longest = 0;
     for (size_t l = 0; l < d->n_lists; l++)
@@ -152,6 +153,8 @@ fn_status fn_pages_apply(const fn_listset *d, const fn_item_cats *cats, const fn
         for (uint64_t i = 0; i < n; i++) rel[i] = smax > smin ? (s[i] - smin) / (smax - smin) : 1;
         const fn_page_items items = {.n = n,
                                      .scores = rel,
+                                     .embeddings = emb ? emb + lo * (uint64_t)dim : NULL,
+                                     .dim = dim,
                                      .cat_offsets = cats ? cats->offsets + lo : NULL,
                                      .cats = cats ? cats->cats : NULL};
         size_t n_page = 0;
@@ -159,7 +162,7 @@ fn_status fn_pages_apply(const fn_listset *d, const fn_item_cats *cats, const fn
             fn_error_set(err, st, "list %zu: %s", l + 1, err ? err->msg : "page failed");
             break;
         }
-        if (n_page >= 2 && cats) {
+        if (n_page >= 2 && (cats || emb)) {
             div_sum += fn_page_diversity(&items, page, n_page);
             div_n++;
         }

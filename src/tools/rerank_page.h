@@ -25,11 +25,13 @@ void fn_item_cats_free(fn_item_cats *c);
 
 /*
  * Makes every list's page from scores (scaled to [0, 1] within the list as the relevance)
- * with opts (page_size set), and rewrites scores so that the page comes first in its
- * order and the rest follow in their old order. *diversity: the mean intra-list diversity
- * of the pages of two or more items (NaN when there are none).
+ * with opts (page_size set), the similarity from emb (unit rows of dim floats, one per
+ * item; NULL for none) else from cats (NULL for none), and rewrites scores so that the
+ * page comes first in its order and the rest follow in their old order. *diversity: the
+ * mean intra-list diversity of the pages of two or more items (NaN when there are none).
  */
-fn_status fn_pages_apply(const fn_listset *d, const fn_item_cats *cats, const fn_page_options *opts,
-                         float *scores, double *diversity, fn_error *err);
+fn_status fn_pages_apply(const fn_listset *d, const fn_item_cats *cats, const float *emb, int dim,
+                         const fn_page_options *opts, float *scores, double *diversity,
+                         fn_error *err);
 
 #endif

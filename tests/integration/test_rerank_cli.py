@@ -7,7 +7,8 @@ score per line whose metrics, recomputed from the file by `--scores`, are the sa
 LightGBM's group file next to the data and qid: tokens give the same lists; the model
 file scores the same after a copy; usage errors exit 2 and bad files exit 1 naming the
 problem. The page: on lists written here with known genres, MMR and a genre cap raise
-the page's diversity, the cap holds on every page, and bad category files are named.
+the page's diversity (over categories or embeddings), and bad category and embedding files
+are named.
 Exits 77 (skipped) without the data.
 """
 import argparse
@@ -15,6 +16,7 @@ import json
 import math
 import os
 import shutil
+import struct
 import sys
 import tempfile
 
@@ -132,6 +134,27 @@ def main():
         for name, r in (("mmr", mmr), ("dpp", dpp), ("cap", capped)):
             check(r["diversity"] > plain["diversity"] + 0.05,
                   "%s diversity %.3f vs %.3f" % (name, r["diversity"], plain["diversity"]))
+        # embeddings instead: one unit vector per genre, so cosine is 1 within a genre
+        fv = os.path.join(tmp, "e.fvecs")
+        with open(fv, "wb") as o:
+            for q in range(30):
+                for i in range(12):
+                    v = [0.0] * 4
+                    v[i // 4] = 1.0
+                    o.write(struct.pack("<i4f", 4, *v))
+        eplain = json.loads(run(f, "rerank", "eval", "--data", svm, "--scores", sc, "--page", "6",
+                                "--embeddings", fv, "--json"))
+        emmr = json.loads(run(f, "rerank", "eval", "--data", svm, "--scores", sc, "--page", "6",
+                              "--embeddings", fv, "--diversity", "mmr", "--lambda", "0.3",
+                              "--json"))
+        check(emmr["diversity"] > eplain["diversity"] + 0.05,
+              "embedding MMR diversity %.3f vs %.3f" % (emmr["diversity"], eplain["diversity"]))
+        with open(fv, "rb") as src:
+            head = src.read(20 * 10)
+        with open(fv, "wb") as o:
+            o.write(head)
+        run(f, "rerank", "eval", "--data", svm, "--scores", sc, "--page", "6", "--embeddings", fv,
+            rc=1, stderr_has="10 vectors of 4 floats for the 360 items")
         short = os.path.join(tmp, "short.txt")
         with open(short, "w") as o:
             o.write("a\n")
