@@ -31,13 +31,24 @@ static const setting settings[] = {
      "address to listen on (a name or an IPv4/IPv6 address)"},
     {"http-port", "PORT", SETTING_INT, 0, 65535, "8080", offsetof(fn_server_config, http_port),
      "HTTP/1.1 port for /healthz and /readyz; 0 picks a free port (printed at startup)"},
+    {"config", "FILE", SETTING_STRING, 0, 0, NULL, offsetof(fn_server_config, config_path),
+     "the pipeline's JSON configuration (configs/demo.json); without it only the health "
+     "endpoints answer"},
     {"store", "DIR", SETTING_STRING, 0, 0, NULL, offsetof(fn_server_config, store_dir),
-     "feature store folder (accepted; funneld does not open it yet)"},
+     "feature store folder (accepted; the pipeline opens the one its --config names)"},
+    {"grpc-port", "PORT", SETTING_INT, 0, 65535, "50051", offsetof(fn_server_config, grpc_port),
+     "gRPC port (HTTP/2 cleartext, prior knowledge); 0 picks a free port (printed at startup)"},
+    {"max-message-bytes", "N", SETTING_INT, 64, 1 << 30, "4194304",
+     offsetof(fn_server_config, max_message_bytes),
+     "largest gRPC request message; a bigger one fails with RESOURCE_EXHAUSTED"},
+    {"max-connections", "N", SETTING_INT, 1, 100000, "1024",
+     offsetof(fn_server_config, max_connections),
+     "gRPC connections open at once; further ones are closed as they arrive"},
 };
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
 
 /* getopt values: settings are OPT_SETTING + their row. */
-enum { OPT_SETTING = 256, OPT_HELP = 1000, OPT_VERSION };
+enum { OPT_SETTING = 256, OPT_HELP = 1000, OPT_VERSION, OPT_CHECK };
 
 static fn_status set_value(const setting *s, const char *text, fn_server_config *cfg, fn_error *err)
 {
@@ -63,7 +74,7 @@ static fn_status set_value(const setting *s, const char *text, fn_server_config 
 fn_status fn_server_config_parse(int argc, char **argv, fn_server_config *cfg,
                                  fn_server_action *action, fn_error *err)
 {
-    struct option opts[N_SETTINGS + 3];
+    struct option opts[N_SETTINGS + 4];
     memset(cfg, 0, sizeof *cfg);
     *action = FN_SERVER_RUN;
     for (size_t i = 0; i < N_SETTINGS; i++) {
@@ -75,7 +86,8 @@ fn_status fn_server_config_parse(int argc, char **argv, fn_server_config *cfg,
     }
     opts[N_SETTINGS] = (struct option){"help", no_argument, NULL, OPT_HELP};
     opts[N_SETTINGS + 1] = (struct option){"version", no_argument, NULL, OPT_VERSION};
-    opts[N_SETTINGS + 2] = (struct option){NULL, 0, NULL, 0};
+    opts[N_SETTINGS + 2] = (struct option){"check", no_argument, NULL, OPT_CHECK};
+    opts[N_SETTINGS + 3] = (struct option){NULL, 0, NULL, 0};
 
     optind = 1;
     opterr = 0; /* our own messages name the flag */
@@ -91,6 +103,8 @@ fn_status fn_server_config_parse(int argc, char **argv, fn_server_config *cfg,
         } else if (c == OPT_VERSION) {
             *action = FN_SERVER_VERSION;
             return FN_OK;
+        } else if (c == OPT_CHECK) {
+            *action = FN_SERVER_CHECK;
         } else if (c == ':') {
             return fn_error_set(err, FN_ERR_INVALID, "%s needs a value", argv[optind - 1]);
         } else {
@@ -99,15 +113,19 @@ fn_status fn_server_config_parse(int argc, char **argv, fn_server_config *cfg,
     }
     if (optind < argc)
         return fn_error_set(err, FN_ERR_INVALID, "unexpected argument '%s'", argv[optind]);
+    if (*action == FN_SERVER_CHECK && !cfg->config_path)
+        return fn_error_set(err, FN_ERR_INVALID, "--check needs --config FILE");
     return FN_OK;
 }
 
 void fn_server_config_usage(FILE *out)
 {
     fprintf(out, "usage: funneld [options]\n\n"
-                 "funnel's ranking server. For now it answers health checks over HTTP/1.1:\n"
-                 "GET /healthz (200 while the process serves) and GET /readyz (200 once started,\n"
-                 "503 before). SIGINT or SIGTERM stops it cleanly.\n\noptions:\n");
+                 "funnel's ranking server. With --config it serves the ranking pipeline over\n"
+                 "HTTP/1.1: POST /funnel.v1.Ranking/Rank (also /twirp/funnel.v1.Ranking/Rank)\n"
+                 "with an application/json (proto3 JSON) or application/protobuf RankRequest;\n"
+                 "always GET /healthz (200 while the process serves) and GET /readyz (200 once\n"
+                 "started, 503 before). SIGINT or SIGTERM stops it cleanly.\n\noptions:\n");
     for (size_t i = 0; i < N_SETTINGS; i++) {
         const setting *s = &settings[i];
         char flag[64];
@@ -116,6 +134,7 @@ void fn_server_config_usage(FILE *out)
         if (s->def) fprintf(out, " (default %s)", s->def);
         fputc('\n', out);
     }
-    fprintf(out, "  %-20s %s\n  %-20s %s\n", "--help", "print this help", "--version",
-            "print the version");
+    fprintf(out, "  %-20s %s\n  %-20s %s\n  %-20s %s\n", "--check",
+            "load everything --config names, report it and exit (0: it would serve)", "--help",
+            "print this help", "--version", "print the version");
 }

@@ -11,15 +11,20 @@
 #include "common/status.h"
 
 typedef struct fn_server_config {
-    const char *host;      /* address to listen on */
-    int http_port;         /* 0: the kernel picks a free port */
-    const char *store_dir; /* feature store folder, NULL when not given */
+    const char *host;        /* address to listen on */
+    int http_port;           /* 0: the kernel picks a free port */
+    const char *store_dir;   /* feature store folder, NULL when not given */
+    const char *config_path; /* the pipeline's JSON configuration, NULL when not given */
+    int grpc_port;           /* gRPC (HTTP/2 cleartext); 0: the kernel picks a free port */
+    int max_message_bytes;   /* largest gRPC request message accepted */
+    int max_connections;     /* open gRPC connections at once; more are closed at accept */
 } fn_server_config;
 
 typedef enum fn_server_action {
     FN_SERVER_RUN = 0,
     FN_SERVER_HELP,
     FN_SERVER_VERSION,
+    FN_SERVER_CHECK, /* load the configuration, report, exit */
 } fn_server_action;
 
 /*

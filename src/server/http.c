@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -61,7 +62,58 @@ static void handle_readyz(fn_server *s, struct evhttp_request *req)
     }
 }
 
+/* A request body of at most MAX_BODY_BYTES (evhttp refuses bigger ones with 413 itself). */
+static int is_type(struct evhttp_request *req, const char *type)
+{
+    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+    size_t n = strlen(type);
+    return ct && !strncasecmp(ct, type, n) && (ct[n] == 0 || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* POST /funnel.v1.Ranking/Rank: a RankRequest as proto3 JSON or protobuf, the answer alike. */
+static void handle_rank(fn_server *s, struct evhttp_request *req)
+{
+    int json = is_type(req, "application/json");
+    if (!json && !is_type(req, "application/protobuf") && !is_type(req, "application/x-protobuf")) {
+        reply(req, 415, "Unsupported Media Type",
+              "Content-Type must be application/json or application/protobuf\n");
+        return;
+    }
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t n = evbuffer_get_length(in);
+    const uint8_t *body = n ? evbuffer_pullup(in, (ev_ssize_t)n) : (const uint8_t *)"";
+    if (json && n == 0) body = (const uint8_t *)"{}", n = 2;
+    fn_buf out = FN_BUF_INIT;
+    fn_error err = {0};
+    fn_status st = fn_server_rank(s, body, n, json, 0, &out, &err);
+    if (st != FN_OK) {
+        char msg[FN_ERROR_MSG_MAX + 2];
+        snprintf(msg, sizeof msg, "%s\n", err.msg);
+        int code = st == FN_ERR_INVALID       ? HTTP_BADREQUEST
+                   : st == FN_ERR_UNSUPPORTED ? HTTP_SERVUNAVAIL
+                                              : HTTP_INTERNAL;
+        if (code == HTTP_INTERNAL) fn_log_error("funneld: Rank: %s", err.msg);
+        reply(req, code,
+              code == HTTP_BADREQUEST    ? "Bad Request"
+              : code == HTTP_SERVUNAVAIL ? "Service Unavailable"
+                                         : "Internal Server Error",
+              msg);
+        fn_buf_free(&out);
+        return;
+    }
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", json ? "application/json" : "application/protobuf");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    struct evbuffer *buf = evbuffer_new();
+    if (buf) evbuffer_add(buf, out.data ? out.data : "", out.len);
+    evhttp_send_reply(req, HTTP_OK, "OK", buf);
+    if (buf) evbuffer_free(buf);
+    fn_buf_free(&out);
+}
+
 static const route routes[] = {
+    {"/funnel.v1.Ranking/Rank", EVHTTP_REQ_POST, "POST", handle_rank},
+    {"/twirp/funnel.v1.Ranking/Rank", EVHTTP_REQ_POST, "POST", handle_rank},
     {"/healthz", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "GET, HEAD", handle_healthz},
     {"/readyz", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "GET, HEAD", handle_readyz},
 };

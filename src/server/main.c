@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "config.h"
+#include "pipeline.h"
 #include "server.h"
 
 static int fail(const char *stage, const fn_error *err)
@@ -35,6 +36,13 @@ int main(int argc, char **argv)
         printf("funneld %s\n", FUNNEL_VERSION);
         return 0;
     }
+    if (action == FN_SERVER_CHECK) {
+        fn_pipeline *p;
+        if (fn_pipeline_load(cfg.config_path, &p, &err) != FN_OK) return fail("checking", &err);
+        printf("funneld: %s is usable: %s\n", cfg.config_path, fn_pipeline_summary(p));
+        fn_pipeline_unref(p);
+        return 0;
+    }
 
     /* A client that hangs up mid-reply must cost a write error, not the process. */
     struct sigaction ign;
@@ -49,16 +57,26 @@ int main(int argc, char **argv)
         rc = fail("opening the feature store", &err);
         goto done;
     }
-    /* Models and indexes load here once the ranking pipeline exists. */
+    if (fn_server_load_pipeline(srv, &err) != FN_OK) {
+        rc = fail("loading the pipeline", &err);
+        goto done;
+    }
     if (fn_server_start_http(srv, &err) != FN_OK) {
         rc = fail("starting the HTTP listener", &err);
+        goto done;
+    }
+    if (fn_server_start_grpc(srv, &err) != FN_OK) {
+        rc = fail("starting the gRPC listener", &err);
         goto done;
     }
     fn_server_set_ready(srv);
     fn_log_info("funneld %s: HTTP/1.1 listening on %s (GET /healthz, /readyz)", FUNNEL_VERSION,
                 fn_server_http_address(srv));
-    /* On stdout too, for scripts that started us with --http-port 0. */
+    fn_log_info("funneld %s: gRPC listening on %s (h2c)", FUNNEL_VERSION,
+                fn_server_grpc_address(srv));
+    /* On stdout too, for scripts that started us with --http-port 0 or --grpc-port 0. */
     printf("funneld listening on http://%s\n", fn_server_http_address(srv));
+    printf("funneld gRPC listening on %s\n", fn_server_grpc_address(srv));
     fflush(stdout);
     if (fn_server_run(srv, &err) != FN_OK) {
         rc = fail("running", &err);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "pipeline.h"
 
 /* libevent's own warnings ("getaddrinfo: ...") go through funnel's log, not raw to stderr. */
 static void on_libevent_log(int severity, const char *msg)
@@ -101,8 +102,10 @@ void fn_server_stop(fn_server *s)
 void fn_server_free(fn_server *s)
 {
     if (!s) return;
+    fn_grpc_stop(s);
     fn_http_stop(s);
-    /* The store, models and indexes close here, after the listeners, when they exist. */
+    /* The pipeline (store, models, tables) closes after the listeners. */
+    fn_pipeline_unref(s->pipeline);
     if (s->sigterm) event_free(s->sigterm);
     if (s->sigint) event_free(s->sigint);
     if (s->base) event_base_free(s->base);

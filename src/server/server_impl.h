@@ -9,6 +9,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include "common/buf.h"
 #include "server.h"
 
 struct fn_server {
@@ -21,11 +22,71 @@ struct fn_server {
     uint16_t http_port;
     /* Set once startup is complete; cleared when shutdown begins. */
     int ready;
+    /* The ranking pipeline (--config), NULL without one; requests take a reference. */
+    struct fn_pipeline *pipeline;
+    /* gRPC over HTTP/2 cleartext (grpc.c) */
+    struct fn_grpc *grpc;
+    char grpc_address[80]; /* "host:port" as bound */
+    uint16_t grpc_port;
 };
 
 /* Starts the HTTP/1.1 listener (http.c). */
 fn_status fn_http_start(fn_server *s, fn_error *err);
 /* Closes the listener and every open connection. Safe when not started. */
 void fn_http_stop(fn_server *s);
+
+/* Starts the gRPC listener (grpc.c) on cfg->host:cfg->grpc_port. */
+fn_status fn_grpc_start(fn_server *s, fn_error *err);
+/* Closes the gRPC listener and every open HTTP/2 connection. Safe when not started. */
+void fn_grpc_stop(fn_server *s);
+
+/* gRPC status codes, as on the wire in grpc-status (grpc's doc/statuscodes.md). */
+typedef enum fn_grpc_code {
+    FN_GRPC_OK = 0,
+    FN_GRPC_CANCELLED = 1,
+    FN_GRPC_UNKNOWN = 2,
+    FN_GRPC_INVALID_ARGUMENT = 3,
+    FN_GRPC_DEADLINE_EXCEEDED = 4,
+    FN_GRPC_NOT_FOUND = 5,
+    FN_GRPC_ALREADY_EXISTS = 6,
+    FN_GRPC_PERMISSION_DENIED = 7,
+    FN_GRPC_RESOURCE_EXHAUSTED = 8,
+    FN_GRPC_FAILED_PRECONDITION = 9,
+    FN_GRPC_ABORTED = 10,
+    FN_GRPC_OUT_OF_RANGE = 11,
+    FN_GRPC_UNIMPLEMENTED = 12,
+    FN_GRPC_INTERNAL = 13,
+    FN_GRPC_UNAVAILABLE = 14,
+    FN_GRPC_DATA_LOSS = 15,
+    FN_GRPC_UNAUTHENTICATED = 16,
+} fn_grpc_code;
+
+/*
+ * One RPC's answer, filled by fn_server_dispatch: the serialized response
+ * message in body (only read when status is FN_GRPC_OK) and otherwise a
+ * human message. The caller initialises body with FN_BUF_INIT and frees it.
+ */
+typedef struct fn_rpc_reply {
+    fn_buf body;
+    int status; /* an fn_grpc_code */
+    char message[512];
+} fn_rpc_reply;
+
+/*
+ * Runs the RPC named by path ("/package.Service/Method") on the serialized
+ * request req[0..n) and fills reply. Transport-neutral: the gRPC listener
+ * calls it in the event-loop thread, and so can the HTTP/1.1 RPC endpoints.
+ * deadline_ns is an absolute CLOCK_MONOTONIC time (fn_now_ns), 0 for none.
+ */
+void fn_server_dispatch(fn_server *s, const char *path, const uint8_t *req, size_t n,
+                        int64_t deadline_ns, fn_rpc_reply *reply);
+
+/*
+ * Rank (rank_rpc.c): body is a RankRequest in protobuf or (json) proto3 JSON; the
+ * response is appended to out in the same encoding. FN_ERR_INVALID: bad input (400 /
+ * INVALID_ARGUMENT); FN_ERR_UNSUPPORTED: no pipeline configured.
+ */
+fn_status fn_server_rank(fn_server *s, const uint8_t *body, size_t n, int json, int64_t deadline_ns,
+                         fn_buf *out, fn_error *err);
 
 #endif

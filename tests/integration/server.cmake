@@ -6,3 +6,19 @@ add_test(NAME integration.server_run_demo
          COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/test_server_run_demo.sh ${PROJECT_SOURCE_DIR}
                  ${PROJECT_BINARY_DIR} ${FUNNEL_DATA_DIR}/ml-100k)
 set_tests_properties(integration.server_health integration.server_run_demo PROPERTIES TIMEOUT 300)
+
+# Rank over HTTP/1.1 end to end on MovieLens-100k (demo data, store, FFM, co-occurrence):
+# --check on good and broken configurations, JSON and protobuf requests, every bad input.
+add_test(NAME integration.server_rank
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_server_rank.py
+                 --funnel $<TARGET_FILE:funnel> --funneld $<TARGET_FILE:funneld>
+                 --data ${FUNNEL_DATA_DIR} --proto ${PROJECT_SOURCE_DIR}/proto)
+set_tests_properties(integration.server_rank PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
+
+# funneld's gRPC transport (h2c) against python3-grpcio with stubs generated at test time:
+# health checks, unknown methods, size and connection limits, deadlines, concurrency,
+# garbage on the socket, clean shutdown.
+add_test(NAME integration.server_grpc
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_server_grpc.py
+                 --funneld $<TARGET_FILE:funneld> --proto ${PROJECT_SOURCE_DIR}/proto)
+set_tests_properties(integration.server_grpc PROPERTIES TIMEOUT 300)

@@ -24,7 +24,8 @@ fail() {
 
 # start ARGS...: starts funneld in the background and sets pid and port.
 start() {
-  "$funneld" --http-port 0 "$@" >"$tmp/out" 2>"$tmp/err" &
+  # --grpc-port 0 too: a fixed gRPC port could be taken by another test running alongside.
+  "$funneld" --http-port 0 --grpc-port 0 "$@" >"$tmp/out" 2>"$tmp/err" &
   pid=$!
   port=""
   for _ in $(seq 100); do
@@ -83,7 +84,7 @@ code=$(curl -s --max-time 5 -I -o /dev/null -w '%{http_code}' "http://127.0.0.1:
 
 # A second server on the same port fails, naming the problem.
 set +e
-"$funneld" --http-port "$port" 2>"$tmp/busy"
+"$funneld" --http-port "$port" --grpc-port 0 2>"$tmp/busy"
 rc=$?
 set -e
 ((rc == 1)) || fail "a second funneld on port $port exited $rc, expected 1"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # scripts/run-demo, what `make run` does, end to end: it prepares the demo data
-# (MovieLens-100k when the path given holds it, else synthetic data), tries to
-# load the feature store, then runs funneld in the foreground; a second run
-# finds the data up to date. The server is always stopped.
+# (MovieLens-100k when the path given holds it, else synthetic data), loads the
+# feature store, trains the CTR model, builds the co-occurrence table, then runs
+# funneld in the foreground and answers a Rank call; a second run finds
+# everything up to date. The server is always stopped.
 #   test_server_run_demo.sh SOURCE_DIR BUILD_DIR ML100K_DIR
 set -euo pipefail
 src=${1:?usage: test_server_run_demo.sh SOURCE_DIR BUILD_DIR ML100K_DIR}
@@ -45,7 +46,13 @@ run() {
   done
   [[ -n $port ]] || fail "funneld printed no port within 60 s"
   [[ $(curl -s --max-time 5 "http://127.0.0.1:$port/healthz") == ok ]] || fail "/healthz"
-  grep -q "curl http://127.0.0.1:PORT/healthz" "$tmp/log" || fail "run-demo does not say how to check"
+  grep -q "curl http://127.0.0.1:PORT/readyz" "$tmp/log" || fail "run-demo does not say how to check"
+  grep -q "funnel.v1.Ranking/Rank" "$tmp/log" || fail "run-demo does not show a Rank call"
+  # The demo serves the pipeline: a recommendation page for a user.
+  local page
+  page=$(curl -s --max-time 30 -H 'Content-Type: application/json' \
+    -d '{"userId": "1", "pageSize": 5}' "http://127.0.0.1:$port/funnel.v1.Ranking/Rank")
+  [[ $(grep -o '"id"' <<<"$page" | wc -l) == 5 ]] || fail "Rank did not give 5 items: $page"
   kill -TERM "$pid"
   local rc=0
   wait "$pid" || rc=$?
@@ -59,12 +66,12 @@ run
 for f in users items interactions train test; do
   [[ -s $tmp/demo/$f.tfrecord ]] || fail "$f.tfrecord missing"
 done
-# The store load either worked or said clearly that it did not.
 grep -q "loading users and items into the feature store" "$tmp/log" || fail "no store step"
-if grep -q "WARNING: 'funnel store load' failed" "$tmp/log"; then
-  echo "note: funnel store load failed; run-demo said so and went on"
-fi
+grep -q "training the CTR model" "$tmp/log" || fail "no CTR model step"
+grep -q "building the item co-occurrence table" "$tmp/log" || fail "no co-occurrence step"
+[[ -s $tmp/demo/ctr.safetensors && -s $tmp/demo/items.cooc ]] || fail "model or table missing"
 
 run
-grep -q "is up to date" "$tmp/log" || fail "second run remade the data"
+grep -q "demo data in .* is up to date" "$tmp/log" || fail "second run remade the data"
+grep -q "CTR model .* is up to date" "$tmp/log" || fail "second run retrained the CTR model"
 echo "ok"

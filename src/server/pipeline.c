@@ -1,0 +1,462 @@
+/*
+ * pipeline.c - reading a pipeline configuration and loading what it names:
+ * the feature store (read-only), the feature spec and the CTR model trained
+ * on it, the users' histories and the popularity table from the
+ * interaction log, the co-occurrence table. Unknown keys, missing files and
+ * mismatched parts (a model trained on another spec) are errors naming the
+ * key or the file, so `funneld --config FILE --check` catches them before a
+ * server starts.
+ */
+#include <jansson.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/file.h"
+#include "common/log.h"
+#include "features/example.h"
+#include "features/tfrecord.h"
+#include "pipeline_impl.h"
+
+#define CONFIG_MAX_BYTES (1 << 20)
+
+/* ---- the configuration ---- */
+
+typedef struct cfg_reader {
+    const char *path; /* the configuration file, for messages */
+    char dir[4096];   /* its folder: relative paths start there */
+} cfg_reader;
+
+static fn_status bad(const cfg_reader *c, fn_error *err, const char *what, const char *why)
+{
+    return fn_error_set(err, FN_ERR_INVALID, "%s: '%s' %s", c->path, what, why);
+}
+
+static fn_status check_keys(const cfg_reader *c, json_t *obj, const char *where,
+                            const char *const *allowed, fn_error *err)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(obj, k, v)
+    {
+        int ok = 0;
+        for (const char *const *a = allowed; *a; a++) ok |= !strcmp(*a, k);
+        if (!ok) {
+            char what[160];
+            snprintf(what, sizeof what, "%s%s%s", where, *where ? "." : "", k);
+            return bad(c, err, what, "is not a known setting");
+        }
+    }
+    return FN_OK;
+}
+
+/* A path setting resolved against the configuration's folder (malloc'ed into *out). */
+static fn_status get_path(const cfg_reader *c, json_t *obj, const char *key, const char *what,
+                          int required, char **out, fn_error *err)
+{
+    *out = NULL;
+    json_t *v = json_object_get(obj, key);
+    if (!v) return required ? bad(c, err, what, "is required") : FN_OK;
+    if (!json_is_string(v) || !json_string_length(v)) return bad(c, err, what, "must be a path");
+    const char *s = json_string_value(v);
+    size_t n = strlen(c->dir) + strlen(s) + 2;
+    if (!(*out = malloc(n))) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+    if (s[0] == '/')
+        snprintf(*out, n, "%s", s);
+    else
+        snprintf(*out, n, "%s/%s", c->dir, s);
+    return FN_OK;
+}
+
+static fn_status get_count(const cfg_reader *c, json_t *obj, const char *key, const char *what,
+                           size_t lo, size_t hi, size_t def, size_t *out, fn_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v) {
+        *out = def;
+        return FN_OK;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < (json_int_t)lo ||
+        json_integer_value(v) > (json_int_t)hi) {
+        char why[96];
+        snprintf(why, sizeof why, "must be a whole number from %zu to %zu", lo, hi);
+        return bad(c, err, what, why);
+    }
+    *out = (size_t)json_integer_value(v);
+    return FN_OK;
+}
+
+static fn_status get_real(const cfg_reader *c, json_t *obj, const char *key, const char *what,
+                          double lo, double hi, double def, double *out, fn_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v) {
+        *out = def;
+        return FN_OK;
+    }
+    if (!json_is_number(v) || !(json_number_value(v) >= lo && json_number_value(v) <= hi)) {
+        char why[96];
+        snprintf(why, sizeof why, "must be a number from %g to %g", lo, hi);
+        return bad(c, err, what, why);
+    }
+    *out = json_number_value(v);
+    return FN_OK;
+}
+
+static fn_status get_word(const cfg_reader *c, json_t *obj, const char *key, const char *what,
+                          const char *def, char **out, fn_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    const char *s = def;
+    if (v) {
+        if (!json_is_string(v) || !json_string_length(v))
+            return bad(c, err, what, "must be a name");
+        s = json_string_value(v);
+    }
+    if (!(*out = strdup(s))) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+    return FN_OK;
+}
+
+/* An object setting; absent, the empty object (so defaults apply). */
+static json_t *section(json_t *obj, const char *key, json_t *empty)
+{
+    json_t *v = json_object_get(obj, key);
+    return v ? v : empty;
+}
+
+static fn_status check_object(const cfg_reader *c, json_t *v, const char *what, fn_error *err)
+{
+    return json_is_object(v) ? FN_OK : bad(c, err, what, "must be an object");
+}
+
+/* ---- histories ---- */
+
+static int cmp_event(const pl_event *x, const pl_event *y)
+{
+    if (x->t != y->t) return x->t < y->t ? -1 : 1;
+    return strcmp(x->item, y->item);
+}
+
+typedef struct raw_event {
+    const char *user;
+    pl_event e;
+} raw_event;
+
+static int cmp_raw(const void *a, const void *b)
+{
+    const raw_event *x = a, *y = b;
+    int c = strcmp(x->user, y->user);
+    return c ? c : cmp_event(&x->e, &y->e);
+}
+
+/* The id under key: the first bytes value, or the decimal text of the first int64. */
+static fn_status feature_id(const Tensorflow__Features *f, const char *key, fn_arena *a,
+                            const char **out, fn_error *err)
+{
+    const Tensorflow__Feature *v = fn_features_get(f, key);
+    char num[32];
+    const char *s = NULL;
+    size_t n = 0;
+    if (v && v->kind_case == TENSORFLOW__FEATURE__KIND_BYTES_LIST && v->bytes_list->n_value)
+        s = (const char *)v->bytes_list->value[0].data, n = v->bytes_list->value[0].len;
+    else if (v && v->kind_case == TENSORFLOW__FEATURE__KIND_INT64_LIST && v->int64_list->n_value)
+        n = (size_t)snprintf(num, sizeof num, "%lld", (long long)v->int64_list->value[0]), s = num;
+    if (!s || !n || n > 1024 || memchr(s, 0, n))
+        return fn_error_set(err, FN_ERR_INVALID, "feature '%s' is missing or not an id", key);
+    char *copy = fn_arena_alloc(a, n + 1);
+    if (!copy) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+    memcpy(copy, s, n);
+    copy[n] = 0;
+    *out = copy;
+    return FN_OK;
+}
+
+/*
+ * Reads the interaction log: each user's events in time order (users sorted by id) and the
+ * popularity table (every interaction weighs 1, decayed to the log's last time).
+ */
+static fn_status load_histories(fn_pipeline *p, const char *path, const char *const keys[4],
+                                double half_life_s, fn_error *err)
+{
+    fn_tfrecord_reader *r = NULL;
+    fn_arena *tmp = fn_arena_new(1 << 16);
+    raw_event *raw = NULL;
+    size_t n = 0, cap = 0;
+    int64_t t_max = 0;
+    fn_status st = tmp ? fn_tfrecord_reader_open(path, NULL, &r, err)
+                       : fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+    while (st == FN_OK) {
+        const uint8_t *data;
+        size_t len;
+        if ((st = fn_tfrecord_read(r, &data, &len, err)) == FN_END) {
+            st = FN_OK;
+            break;
+        }
+        if (st != FN_OK) break;
+        fn_arena_reset(tmp);
+        Tensorflow__Example *ex;
+        double t = 0, label = 0;
+        const char *user = NULL, *item = NULL;
+        st = fn_example_decode_arena(data, len, tmp, &ex, err);
+        const Tensorflow__Features *f = st == FN_OK ? fn_example_features(ex) : NULL;
+        if (st == FN_OK) st = feature_id(f, keys[0], p->strings, &user, err);
+        if (st == FN_OK) st = feature_id(f, keys[1], p->strings, &item, err);
+        if (st == FN_OK) st = fn_features_first_number(f, keys[2], &t, err);
+        if (st == FN_OK && fn_features_first_number(f, keys[3], &label, NULL) != FN_OK) label = 1;
+        if (st == FN_OK && !(fabs(t) < 9e18))
+            st = fn_error_set(err, FN_ERR_INVALID, "time %g out of range", t);
+        if (st == FN_OK && n == cap) {
+            cap = cap ? 2 * cap : 4096;
+            raw_event *v = realloc(raw, cap * sizeof *v);
+            if (!v)
+                st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+            else
+                raw = v;
+        }
+        if (st != FN_OK) {
+            fn_error_prefix(err, "%s: record %zu", path, n + 1);
+            break;
+        }
+        raw[n++] = (raw_event){user, {item, (int64_t)t, label >= 1}};
+        if ((int64_t)t > t_max) t_max = (int64_t)t;
+    }
+    fn_tfrecord_reader_close(r);
+    fn_arena_free(tmp);
+    if (st == FN_OK) st = fn_popularity_new(half_life_s, t_max, &p->pop, err);
+    for (size_t i = 0; st == FN_OK && i < n; i++)
+        st = fn_popularity_add(p->pop, raw[i].e.item, raw[i].e.t, 1.0, err);
+    if (st == FN_OK) st = fn_popularity_finalize(p->pop, err);
+    if (st == FN_OK && n) {
+        qsort(raw, n, sizeof *raw, cmp_raw);
+        p->events = malloc(n * sizeof *p->events);
+        p->users = malloc(n * sizeof *p->users);
+        if (!p->events || !p->users) st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; st == FN_OK && i < n; i++) {
+            p->events[i] = raw[i].e;
+            if (!p->n_users || strcmp(p->users[p->n_users - 1].id, raw[i].user))
+                p->users[p->n_users++] = (pl_user){raw[i].user, i, 0};
+            p->users[p->n_users - 1].n++;
+        }
+        p->n_events = n;
+    }
+    free(raw);
+    return st;
+}
+
+static int cmp_user_id(const void *key, const void *u)
+{
+    return strcmp(key, ((const pl_user *)u)->id);
+}
+
+const pl_user *pl_find_user(const fn_pipeline *p, const char *id)
+{
+    return p->n_users ? bsearch(id, p->users, p->n_users, sizeof *p->users, cmp_user_id) : NULL;
+}
+
+/* ---- loading ---- */
+
+/* "NAME (SIZE bytes, modified T)": what a response's model_versions reports for a file. */
+static void file_version(const char *path, char *out, size_t cap)
+{
+    struct stat sb;
+    char copy[4096];
+    snprintf(copy, sizeof copy, "%s", path);
+    if (stat(path, &sb) == 0)
+        snprintf(out, cap, "%s@%lld.%lld", basename(copy), (long long)sb.st_size,
+                 (long long)sb.st_mtime);
+    else
+        snprintf(out, cap, "%s", basename(copy));
+}
+
+static fn_status load_parts(fn_pipeline *p, const cfg_reader *c, json_t *root, fn_error *err)
+{
+    static const char *const top[] = {"store", "interactions", "spec", "ctr_model",
+                                      "keys",  "recall",       "page", NULL};
+    static const char *const key_names[] = {"user", "item", "time", "label", "category", NULL};
+    static const char *const recall_names[] = {"cap", "popularity", "cooc", NULL};
+    static const char *const pop_names[] = {"quota", "half_life_days", NULL};
+    static const char *const cooc_names[] = {"table", "quota", "recent", NULL};
+    static const char *const page_names[] = {
+        "default_size", "max_size", "diversity", "lambda", "dpp_alpha", "max_per_category", NULL};
+    if (!json_is_object(root)) return bad(c, err, "(top)", "must be a JSON object");
+    char *store = NULL, *inter = NULL, *spec = NULL, *model = NULL, *cooc = NULL, *div = NULL;
+    char *keys[4] = {0};
+    json_t *empty = json_object();
+    json_t *jk = section(root, "keys", empty), *jr = section(root, "recall", empty),
+           *jpage = section(root, "page", empty);
+    json_t *jpop = section(jr, "popularity", empty), *jc = section(jr, "cooc", empty);
+    double half_life = 14, lambda = 0.8, alpha = 1;
+    size_t mpc = 0;
+    fn_status st = empty ? FN_OK : fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+    if (st == FN_OK) st = check_object(c, jk, "keys", err);
+    if (st == FN_OK) st = check_object(c, jr, "recall", err);
+    if (st == FN_OK) st = check_object(c, jpage, "page", err);
+    if (st == FN_OK) st = check_object(c, jpop, "recall.popularity", err);
+    if (st == FN_OK) st = check_object(c, jc, "recall.cooc", err);
+    if (st == FN_OK) st = check_keys(c, root, "", top, err);
+    if (st == FN_OK) st = check_keys(c, jk, "keys", key_names, err);
+    if (st == FN_OK) st = check_keys(c, jr, "recall", recall_names, err);
+    if (st == FN_OK) st = check_keys(c, jpop, "recall.popularity", pop_names, err);
+    if (st == FN_OK) st = check_keys(c, jc, "recall.cooc", cooc_names, err);
+    if (st == FN_OK) st = check_keys(c, jpage, "page", page_names, err);
+    if (st == FN_OK) st = get_path(c, root, "store", "store", 1, &store, err);
+    if (st == FN_OK) st = get_path(c, root, "interactions", "interactions", 1, &inter, err);
+    if (st == FN_OK) st = get_path(c, root, "spec", "spec", 1, &spec, err);
+    if (st == FN_OK) st = get_path(c, root, "ctr_model", "ctr_model", 1, &model, err);
+    if (st == FN_OK) st = get_path(c, jc, "table", "recall.cooc.table", 0, &cooc, err);
+    if (st == FN_OK) st = get_word(c, jk, "user", "keys.user", "user_id", &keys[0], err);
+    if (st == FN_OK) st = get_word(c, jk, "item", "keys.item", "item_id", &keys[1], err);
+    if (st == FN_OK) st = get_word(c, jk, "time", "keys.time", "timestamp", &keys[2], err);
+    if (st == FN_OK) st = get_word(c, jk, "label", "keys.label", "label", &keys[3], err);
+    if (st == FN_OK)
+        st = get_word(c, jk, "category", "keys.category", "genres", &p->key_category, err);
+    if (st == FN_OK) st = get_count(c, jr, "cap", "recall.cap", 1, 100000, 300, &p->cap, err);
+    if (st == FN_OK)
+        st = get_count(c, jpop, "quota", "recall.popularity.quota", 0, 100000, 100,
+                       &p->quota[PL_CH_POPULARITY], err);
+    if (st == FN_OK)
+        st = get_real(c, jpop, "half_life_days", "recall.popularity.half_life_days", 1e-3, 1e5, 14,
+                      &half_life, err);
+    if (st == FN_OK)
+        st = get_count(c, jc, "quota", "recall.cooc.quota", 0, 100000, 200, &p->quota[PL_CH_COOC],
+                       err);
+    if (st == FN_OK)
+        st = get_count(c, jc, "recent", "recall.cooc.recent", 1, 1000, 10, &p->recent, err);
+    if (st == FN_OK)
+        st = get_count(c, jpage, "default_size", "page.default_size", 1, 1000, 10, &p->page_default,
+                       err);
+    if (st == FN_OK)
+        st = get_count(c, jpage, "max_size", "page.max_size", 1, 1000, 100, &p->page_max, err);
+    if (st == FN_OK && p->page_default > p->page_max)
+        st = bad(c, err, "page.default_size", "is above page.max_size");
+    if (st == FN_OK) st = get_word(c, jpage, "diversity", "page.diversity", "none", &div, err);
+    if (st == FN_OK) {
+        if (!strcmp(div, "none"))
+            p->diversity = FN_DIVERSITY_NONE;
+        else if (!strcmp(div, "mmr"))
+            p->diversity = FN_DIVERSITY_MMR;
+        else if (!strcmp(div, "dpp"))
+            p->diversity = FN_DIVERSITY_DPP;
+        else
+            st = bad(c, err, "page.diversity", "must be none, mmr or dpp");
+    }
+    if (st == FN_OK) st = get_real(c, jpage, "lambda", "page.lambda", 0, 1, 0.8, &lambda, err);
+    if (st == FN_OK)
+        st = get_real(c, jpage, "dpp_alpha", "page.dpp_alpha", 0, 1000, 1, &alpha, err);
+    if (st == FN_OK)
+        st =
+            get_count(c, jpage, "max_per_category", "page.max_per_category", 0, 1000, 0, &mpc, err);
+    p->lambda = (float)lambda, p->dpp_alpha = (float)alpha, p->max_per_category = (int)mpc;
+
+    /* the parts, in the order they depend on each other */
+    fn_store_options so = {.read_only = 1};
+    if (st == FN_OK && (st = fn_store_open(store, &so, &p->store, err)) != FN_OK)
+        fn_error_prefix(err, "store");
+    if (st == FN_OK && (st = fn_columns_load(spec, &p->spec, err)) != FN_OK)
+        fn_error_prefix(err, "spec");
+    if (st == FN_OK &&
+        (st = fn_model_load(model, fn_columns_sha256(p->spec), &p->ctr, err)) != FN_OK)
+        fn_error_prefix(err, "ctr_model");
+    if (st == FN_OK && (st = load_histories(p, inter, (const char *const *)keys,
+                                            half_life * 86400.0, err)) != FN_OK)
+        fn_error_prefix(err, "interactions");
+    if (st == FN_OK && cooc && (st = fn_cooc_load(cooc, &p->cooc, err)) != FN_OK)
+        fn_error_prefix(err, "recall.cooc.table");
+    if (st == FN_OK) {
+        size_t nc = fn_columns_count(p->spec);
+        const unsigned shared = (1u << FN_SOURCE_USER) | (1u << FN_SOURCE_CONTEXT);
+        if (!(p->shared_col = calloc(nc ? nc : 1, 1)))
+            st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; st == FN_OK && i < nc; i++)
+            p->shared_col[i] = (fn_columns_sources(p->spec, i) & ~shared) == 0;
+    }
+    if (st == FN_OK) {
+        file_version(model, p->ctr_version, sizeof p->ctr_version);
+        snprintf(p->spec_version, sizeof p->spec_version, "%.16s", fn_columns_sha256(p->spec));
+        p->version_names[0] = "ctr";
+        p->version_values[0] = p->ctr_version;
+        p->version_names[1] = "feature_spec";
+        p->version_values[1] = p->spec_version;
+        p->n_versions = 2;
+        snprintf(p->summary, sizeof p->summary,
+                 "%s CTR model, %zu users with histories (%zu interactions), %zu popular items, "
+                 "%s",
+                 fn_model_kind_name(fn_model_kind_of(p->ctr)), p->n_users, p->n_events,
+                 fn_popularity_count(p->pop), p->cooc ? "co-occurrence table" : "no co-occurrence");
+    }
+    json_decref(empty);
+    free(store), free(inter), free(spec), free(model), free(cooc), free(div);
+    for (int i = 0; i < 4; i++) free(keys[i]);
+    return st;
+}
+
+fn_status fn_pipeline_load(const char *config_path, fn_pipeline **out, fn_error *err)
+{
+    *out = NULL;
+    cfg_reader c = {.path = config_path};
+    char copy[4096];
+    snprintf(copy, sizeof copy, "%s", config_path);
+    snprintf(c.dir, sizeof c.dir, "%s", dirname(copy));
+    fn_buf text = FN_BUF_INIT;
+    fn_status st = fn_file_read_all(config_path, CONFIG_MAX_BYTES, &text, err);
+    if (st != FN_OK) return st;
+    json_error_t je;
+    json_t *root = json_loadb(text.data ? text.data : "", text.len, JSON_REJECT_DUPLICATES, &je);
+    fn_buf_free(&text);
+    if (!root)
+        return fn_error_set(err, FN_ERR_INVALID, "%s:%d:%d: %s", config_path, je.line, je.column,
+                            je.text);
+    fn_pipeline *p = calloc(1, sizeof *p);
+    if (!p || !(p->strings = fn_arena_new(1 << 16))) {
+        free(p);
+        json_decref(root);
+        return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+    }
+    atomic_init(&p->refs, 1);
+    st = load_parts(p, &c, root, err);
+    json_decref(root);
+    if (st != FN_OK) {
+        fn_pipeline_unref(p);
+        return st;
+    }
+    *out = p;
+    return FN_OK;
+}
+
+fn_pipeline *fn_pipeline_ref(fn_pipeline *p)
+{
+    atomic_fetch_add(&p->refs, 1);
+    return p;
+}
+
+void fn_pipeline_unref(fn_pipeline *p)
+{
+    if (!p || atomic_fetch_sub(&p->refs, 1) != 1) return;
+    fn_store_close(p->store);
+    fn_columns_free(p->spec);
+    fn_model_free(p->ctr);
+    fn_popularity_free(p->pop);
+    fn_cooc_free(p->cooc);
+    free(p->events);
+    free(p->users);
+    free(p->shared_col);
+    free(p->key_category);
+    fn_arena_free(p->strings);
+    free(p);
+}
+
+const char *fn_pipeline_summary(const fn_pipeline *p)
+{
+    return p->summary;
+}
+
+size_t fn_pipeline_versions(const fn_pipeline *p, const char *const **names,
+                            const char *const **versions)
+{
+    *names = p->version_names;
+    *versions = p->version_values;
+    return p->n_versions;
+}

@@ -1,0 +1,65 @@
+/*
+ * pipeline_impl.h - the loaded pipeline's fields, shared by pipeline.c
+ * (configuration and loading) and pipeline_rank.c (one request).
+ */
+#ifndef FN_SERVER_PIPELINE_IMPL_H
+#define FN_SERVER_PIPELINE_IMPL_H
+
+#include <stdatomic.h>
+
+#include "features/columns.h"
+#include "features/store.h"
+#include "pipeline.h"
+#include "rank/rank.h"
+#include "recall/recall.h"
+#include "rerank/rerank.h"
+
+/* One interaction of a user's history, in time order. */
+typedef struct pl_event {
+    const char *item; /* in the pipeline's string arena */
+    int64_t t;
+    int liked;
+} pl_event;
+
+/* A user's history: events[first .. first + n) of the pipeline's event array. */
+typedef struct pl_user {
+    const char *id;
+    size_t first, n;
+} pl_user;
+
+enum { PL_CH_POPULARITY = 0, PL_CH_COOC, PL_N_CHANNELS };
+
+struct fn_pipeline {
+    atomic_int refs;
+    char summary[256];
+    fn_arena *strings; /* ids of the histories */
+    /* parts */
+    fn_store *store;
+    fn_columns *spec;
+    fn_model *ctr;
+    fn_popularity *pop;
+    fn_cooc *cooc;
+    /* histories, users sorted by id for lookup */
+    pl_event *events;
+    pl_user *users;
+    size_t n_events, n_users;
+    /* which columns read only the user and the context (computed once per request) */
+    unsigned char *shared_col;
+    /* settings */
+    char *key_category;
+    size_t cap, quota[PL_N_CHANNELS], recent;
+    size_t page_default, page_max;
+    fn_diversity diversity;
+    float lambda, dpp_alpha;
+    int max_per_category;
+    /* model versions for responses */
+    const char *version_names[2];
+    const char *version_values[2];
+    char ctr_version[160], spec_version[80];
+    size_t n_versions;
+};
+
+/* The user's history, or NULL for a user without one. */
+const pl_user *pl_find_user(const fn_pipeline *p, const char *id);
+
+#endif

@@ -1,0 +1,432 @@
+/*
+ * pipeline_rank.c - one Rank request through the pipeline:
+ *
+ *   recall    popularity (time-decayed) and item co-occurrence from the
+ *             user's most recent liked items, the user's history and the
+ *             request's exclusions removed, merged with per-channel quotas;
+ *   rank      the candidates' records fetched in one multi-get, their
+ *             feature columns (the user and context columns once per
+ *             request), scored by the CTR model;
+ *   page      the page maker (diversity over the items' categories, a cap
+ *             per category), cut to page_size.
+ *
+ * When the deadline is near a stage is skipped and named in `degraded`; the
+ * order of the last finished stage stands. Everything the response points to
+ * lives in the request's arena.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/clock.h"
+#include "features/example.h"
+#include "pipeline_impl.h"
+
+#define MAX_QUERY_BYTES 1024
+#define MAX_ID_BYTES    1024
+#define MAX_EXCLUDE_IDS 10000
+/* A stage is skipped when less than this is left before the deadline. */
+#define STAGE_MARGIN_NS 200000
+
+static const char *const channel_names[PL_N_CHANNELS] = {"popularity", "cooc"};
+
+/* Valid UTF-8, no overlong forms or surrogates. */
+static int utf8_valid(const unsigned char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (!len || i + len > n) return 0;
+        uint32_t cp = len == 1 ? c : c & (0x7f >> len);
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
+static fn_status check_request(const fn_pipeline *p, const Funnel__V1__RankRequest *q, size_t *page,
+                               fn_error *err)
+{
+    const char *query = q->query ? q->query : "";
+    const size_t ql = strlen(query);
+    if (ql > MAX_QUERY_BYTES)
+        return fn_error_set(err, FN_ERR_INVALID, "query: %zu bytes, at most %d", ql,
+                            MAX_QUERY_BYTES);
+    if (!utf8_valid((const unsigned char *)query, ql))
+        return fn_error_set(err, FN_ERR_INVALID, "query: not valid UTF-8");
+    if (q->user_id && strlen(q->user_id) > MAX_ID_BYTES)
+        return fn_error_set(err, FN_ERR_INVALID, "user_id: longer than %d bytes", MAX_ID_BYTES);
+    if (q->n_exclude_ids > MAX_EXCLUDE_IDS)
+        return fn_error_set(err, FN_ERR_INVALID, "exclude_ids: %zu ids, at most %d",
+                            q->n_exclude_ids, MAX_EXCLUDE_IDS);
+    if (q->page_size > p->page_max)
+        return fn_error_set(err, FN_ERR_INVALID, "page_size: %u is above the maximum %zu",
+                            q->page_size, p->page_max);
+    *page = q->page_size ? q->page_size : p->page_default;
+    return FN_OK;
+}
+
+/* ---- per request scratch ---- */
+
+typedef struct request {
+    const fn_pipeline *p;
+    fn_arena *a;
+    const Funnel__V1__RankRequest *q;
+    const pl_user *user;
+    /* ids the user has met or the request excludes, sorted for lookup */
+    const char **hidden;
+    size_t n_hidden;
+    /* candidates */
+    fn_recall_candidate *cand;
+    double *chan_scores;
+    size_t n;
+    float *ctr;
+    /* page */
+    size_t *page;
+    size_t n_page;
+    /* timings */
+    Funnel__V1__StageTiming **timings;
+    size_t n_timings;
+    char **degraded;
+    size_t n_degraded;
+} request;
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int is_hidden(const request *r, const char *id)
+{
+    return r->n_hidden && bsearch(&id, r->hidden, r->n_hidden, sizeof *r->hidden, cmp_str);
+}
+
+static void *alloc(request *r, size_t n, fn_status *st, fn_error *err)
+{
+    void *m = n ? fn_arena_alloc(r->a, n) : NULL;
+    if (n && !m) *st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+    return m;
+}
+
+static void timing(request *r, const char *stage, uint64_t t0, size_t candidates)
+{
+    Funnel__V1__StageTiming *t = fn_arena_alloc(r->a, sizeof *t);
+    if (!t) return;
+    funnel__v1__stage_timing__init(t);
+    t->stage = (char *)stage;
+    t->millis = (double)(fn_now_ns() - t0) * 1e-6;
+    t->candidates = (uint32_t)candidates;
+    r->timings[r->n_timings++] = t;
+}
+
+/* Stops before a stage when the deadline is too near; the stage is named in degraded. */
+static int out_of_time(request *r, int64_t deadline_ns, const char *stage)
+{
+    if (!deadline_ns || (int64_t)fn_now_ns() + STAGE_MARGIN_NS < deadline_ns) return 0;
+    r->degraded[r->n_degraded++] = (char *)stage;
+    return 1;
+}
+
+/* ---- recall ---- */
+
+/* Keeps the items of in[0..n) that are not hidden, at most k, into out. */
+static size_t visible(const request *r, const fn_recall_item *in, size_t n, size_t k,
+                      fn_recall_item *out)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n && m < k; i++)
+        if (!is_hidden(r, in[i].id)) out[m++] = in[i];
+    return m;
+}
+
+static fn_status recall(request *r, fn_error *err)
+{
+    const fn_pipeline *p = r->p;
+    fn_status st = FN_OK;
+    const size_t extra = r->n_hidden;
+    fn_recall_channel ch[PL_N_CHANNELS] = {{0}};
+    /* popularity: the ranking is precomputed; over-fetch past what the user has seen */
+    size_t kp = p->quota[PL_CH_POPULARITY] + extra, got = 0;
+    fn_recall_item *pop = alloc(r, (kp + 1) * sizeof *pop, &st, err);
+    if (st == FN_OK) st = fn_popularity_top(p->pop, kp, pop, &got, err);
+    if (st == FN_OK) {
+        ch[PL_CH_POPULARITY].items = pop;
+        ch[PL_CH_POPULARITY].n = visible(r, pop, got, p->quota[PL_CH_POPULARITY], pop);
+        ch[PL_CH_POPULARITY].quota = p->quota[PL_CH_POPULARITY];
+    }
+    /* co-occurrence of the user's most recent liked items */
+    if (st == FN_OK && p->cooc && r->user) {
+        const char **recent = alloc(r, p->recent * sizeof *recent, &st, err);
+        size_t nr = 0;
+        for (size_t i = r->user->n; st == FN_OK && i-- > 0 && nr < p->recent;) {
+            const pl_event *e = &p->events[r->user->first + i];
+            if (e->liked) recent[nr++] = e->item;
+        }
+        size_t kc = p->quota[PL_CH_COOC] + extra;
+        fn_recall_item *co = alloc(r, (kc + 1) * sizeof *co, &st, err);
+        if (st == FN_OK && nr) st = fn_cooc_candidates(p->cooc, recent, nr, kc, co, &got, err);
+        if (st == FN_OK && nr) {
+            ch[PL_CH_COOC].items = co;
+            ch[PL_CH_COOC].n = visible(r, co, got, p->quota[PL_CH_COOC], co);
+            ch[PL_CH_COOC].quota = p->quota[PL_CH_COOC];
+        }
+    }
+    if (st != FN_OK) return st;
+    r->cand = alloc(r, p->cap * sizeof *r->cand, &st, err);
+    r->chan_scores = alloc(r, p->cap * PL_N_CHANNELS * sizeof *r->chan_scores, &st, err);
+    if (st == FN_OK)
+        st = fn_recall_merge(ch, PL_N_CHANNELS, p->cap, r->cand, r->chan_scores, &r->n, err);
+    return st;
+}
+
+/* ---- rank ---- */
+
+/* Appends src's triples of the columns marked (or not) shared to a growing array in the arena. */
+static fn_status keep_triples(request *r, const fn_column_output *o, int shared,
+                              fn_feature_triple **v, size_t *n, size_t *cap, fn_error *err)
+{
+    for (size_t i = 0; i < o->n; i++) {
+        if (!r->p->shared_col[o->triples[i].field] != !shared) continue;
+        if (*n == *cap) {
+            size_t nc = *cap ? 2 * *cap : 1024;
+            fn_feature_triple *m = fn_arena_alloc(r->a, nc * sizeof *m);
+            if (!m) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+            if (*n) memcpy(m, *v, *n * sizeof *m);
+            *v = m, *cap = nc;
+        }
+        (*v)[(*n)++] = o->triples[i];
+    }
+    return FN_OK;
+}
+
+static fn_status rank(request *r, fn_store_record **items, fn_error *err)
+{
+    const fn_pipeline *p = r->p;
+    fn_status st = FN_OK;
+    const char **ids = alloc(r, (r->n + 1) * sizeof *ids, &st, err);
+    for (size_t i = 0; st == FN_OK && i < r->n; i++) ids[i] = r->cand[i].id;
+    if (st == FN_OK) st = fn_store_multi_get(p->store, FN_STORE_ITEMS, r->n, ids, NULL, items, err);
+    fn_store_record *user = NULL;
+    const char *uid = r->q->user_id ? r->q->user_id : "";
+    if (st == FN_OK && *uid) {
+        fn_status us = fn_store_get(p->store, FN_STORE_USERS, uid, strlen(uid), &user, err);
+        if (us == FN_ERR_NOT_FOUND) us = FN_OK; /* a new user: no user features */
+        st = us;
+    }
+    fn_column_output o = {0};
+    fn_column_sources src = {{0}};
+    src.src[FN_SOURCE_USER] = user ? fn_store_record_features(user) : NULL;
+    src.src[FN_SOURCE_CONTEXT] = r->q->context;
+    fn_feature_triple *shared = NULL, *cand = NULL;
+    size_t n_shared = 0, cap_shared = 0, n_cand = 0, cap_cand = 0;
+    size_t *offsets = alloc(r, (r->n + 1) * sizeof *offsets, &st, err);
+    const unsigned user_ctx = (1u << FN_SOURCE_USER) | (1u << FN_SOURCE_CONTEXT);
+    if (st == FN_OK) st = fn_columns_transform(p->spec, &src, user_ctx, &o, err);
+    if (st == FN_OK) st = keep_triples(r, &o, 1, &shared, &n_shared, &cap_shared, err);
+    for (size_t i = 0; st == FN_OK && i < r->n; i++) {
+        offsets[i] = n_cand;
+        src.src[FN_SOURCE_ITEM] = items[i] ? fn_store_record_features(items[i]) : NULL;
+        st = fn_columns_transform(p->spec, &src, FN_SOURCES_ALL, &o, err);
+        if (st == FN_OK) st = keep_triples(r, &o, 0, &cand, &n_cand, &cap_cand, err);
+        if (st != FN_OK) fn_error_prefix(err, "item '%s'", r->cand[i].id);
+    }
+    if (st == FN_OK) offsets[r->n] = n_cand;
+    fn_column_output_free(&o);
+    fn_store_record_release(user);
+    r->ctr = alloc(r, (r->n + 1) * sizeof *r->ctr, &st, err);
+    if (st == FN_OK && r->n) {
+        fn_score_request sr = {shared, n_shared, cand, offsets, r->n};
+        st = fn_model_score(p->ctr, &sr, r->ctr, err);
+    }
+    return st;
+}
+
+/* ---- page ---- */
+
+/* The item's categories (bytes values of the category key) as small ids, interned per request. */
+typedef struct cat_table {
+    const char **names;
+    size_t n, cap;
+} cat_table;
+
+static fn_status intern_cat(request *r, cat_table *t, const char *s, size_t len, uint32_t *id,
+                            fn_error *err)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (strlen(t->names[i]) == len && !memcmp(t->names[i], s, len)) {
+            *id = (uint32_t)i;
+            return FN_OK;
+        }
+    if (t->n == t->cap) {
+        size_t nc = t->cap ? 2 * t->cap : 64;
+        const char **m = fn_arena_alloc(r->a, nc * sizeof *m);
+        if (!m) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+        if (t->n) memcpy(m, t->names, t->n * sizeof *m);
+        t->names = m, t->cap = nc;
+    }
+    char *copy = fn_arena_alloc(r->a, len + 1);
+    if (!copy) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+    memcpy(copy, s, len);
+    copy[len] = 0;
+    t->names[t->n] = copy;
+    *id = (uint32_t)t->n++;
+    return FN_OK;
+}
+
+static fn_status page(request *r, fn_store_record **items, size_t page_size, fn_error *err)
+{
+    const fn_pipeline *p = r->p;
+    fn_status st = FN_OK;
+    const int need_cats = p->diversity != FN_DIVERSITY_NONE || p->max_per_category > 0;
+    uint32_t *offs = alloc(r, (r->n + 1) * sizeof *offs, &st, err);
+    uint32_t *cats = NULL;
+    size_t n_cats = 0, cap_cats = 0;
+    cat_table t = {0};
+    for (size_t i = 0; st == FN_OK && i < r->n; i++) {
+        offs[i] = (uint32_t)n_cats;
+        if (!need_cats || !items || !items[i]) continue;
+        const Tensorflow__Feature *f =
+            fn_features_get(fn_store_record_features(items[i]), p->key_category);
+        if (!f || f->kind_case != TENSORFLOW__FEATURE__KIND_BYTES_LIST) continue;
+        for (size_t j = 0; st == FN_OK && j < f->bytes_list->n_value; j++) {
+            if (n_cats == cap_cats) {
+                size_t nc = cap_cats ? 2 * cap_cats : 256;
+                uint32_t *m = alloc(r, nc * sizeof *m, &st, err);
+                if (m && n_cats) memcpy(m, cats, n_cats * sizeof *m);
+                cats = m, cap_cats = nc;
+            }
+            if (st == FN_OK)
+                st = intern_cat(r, &t, (const char *)f->bytes_list->value[j].data,
+                                f->bytes_list->value[j].len, &cats[n_cats++], err);
+        }
+    }
+    if (st != FN_OK) return st;
+    offs[r->n] = (uint32_t)n_cats;
+    /* relevance: the CTR, or the recall order when ranking was skipped */
+    float *rel = alloc(r, (r->n + 1) * sizeof *rel, &st, err);
+    for (size_t i = 0; st == FN_OK && i < r->n; i++)
+        rel[i] = r->ctr ? r->ctr[i] : 1.0f - (float)i / (float)(r->n + 1);
+    const fn_page_items it = {.n = r->n,
+                              .scores = rel,
+                              .cat_offsets = need_cats ? offs : NULL,
+                              .cats = need_cats ? (cats ? cats : offs) : NULL};
+    fn_page_options po = {.page_size = page_size,
+                          .diversity = p->diversity,
+                          .lambda = p->lambda,
+                          .dpp_alpha = p->dpp_alpha,
+                          .max_per_category = p->max_per_category};
+    r->page = alloc(r, (page_size + 1) * sizeof *r->page, &st, err);
+    if (st == FN_OK) st = fn_rerank_page(&it, &po, r->page, &r->n_page, err);
+    return st;
+}
+
+/* ---- the response ---- */
+
+static Funnel__V1__RankedItem *ranked_item(request *r, size_t i, float score, fn_status *st,
+                                           fn_error *err)
+{
+    Funnel__V1__RankedItem *it = alloc(r, sizeof *it, st, err);
+    if (!it) return NULL;
+    funnel__v1__ranked_item__init(it);
+    it->id = (char *)r->cand[i].id;
+    it->score = score;
+    it->ctr = r->ctr ? r->ctr[i] : 0.0f; /* 0: not scored (rank skipped) */
+    it->channels = alloc(r, PL_N_CHANNELS * sizeof *it->channels, st, err);
+    for (int c = 0; it->channels && c < PL_N_CHANNELS; c++)
+        if (r->cand[i].channels & (1u << c))
+            it->channels[it->n_channels++] = (char *)channel_names[c];
+    return it;
+}
+
+fn_status fn_pipeline_rank(fn_pipeline *p, const Funnel__V1__RankRequest *q, int64_t deadline_ns,
+                           fn_arena *arena, Funnel__V1__RankResponse *resp, fn_error *err)
+{
+    size_t page_size = 0;
+    fn_status st = check_request(p, q, &page_size, err);
+    if (st != FN_OK) return st;
+    request r = {.p = p, .a = arena, .q = q};
+    r.timings = alloc(&r, 4 * sizeof *r.timings, &st, err);
+    r.degraded = alloc(&r, 4 * sizeof *r.degraded, &st, err);
+    const char *uid = q->user_id ? q->user_id : "";
+    r.user = *uid ? pl_find_user(p, uid) : NULL;
+    /* hidden: what the user has met, and the request's exclusions */
+    const size_t seen = r.user ? r.user->n : 0;
+    r.hidden = alloc(&r, (seen + q->n_exclude_ids + 1) * sizeof *r.hidden, &st, err);
+    for (size_t i = 0; st == FN_OK && i < seen; i++)
+        r.hidden[r.n_hidden++] = p->events[r.user->first + i].item;
+    for (size_t i = 0; st == FN_OK && i < q->n_exclude_ids; i++)
+        if (q->exclude_ids[i]) r.hidden[r.n_hidden++] = q->exclude_ids[i];
+    if (st == FN_OK) qsort(r.hidden, r.n_hidden, sizeof *r.hidden, cmp_str);
+
+    uint64_t t0 = fn_now_ns();
+    if (st == FN_OK && !out_of_time(&r, deadline_ns, "recall")) {
+        if ((st = recall(&r, err)) == FN_OK) timing(&r, "recall", t0, r.n);
+    }
+    fn_store_record **items = NULL;
+    if (st == FN_OK && r.n) items = calloc(r.n, sizeof *items);
+    if (st == FN_OK && r.n && !items) st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+    t0 = fn_now_ns();
+    if (st == FN_OK && r.n && !out_of_time(&r, deadline_ns, "rank")) {
+        if ((st = rank(&r, items, err)) == FN_OK) timing(&r, "rank", t0, r.n);
+    }
+    t0 = fn_now_ns();
+    if (st == FN_OK && !out_of_time(&r, deadline_ns, "page")) {
+        if ((st = page(&r, r.ctr ? items : NULL, page_size, err)) == FN_OK)
+            timing(&r, "page", t0, r.n_page);
+    } else if (st == FN_OK) {
+        /* no time for the page maker: the first page_size of the last order */
+        r.page = alloc(&r, (page_size + 1) * sizeof *r.page, &st, err);
+        for (size_t i = 0; st == FN_OK && i < r.n && r.n_page < page_size; i++)
+            r.page[r.n_page++] = i;
+    }
+    if (items) fn_store_records_release(items, r.n);
+    free(items);
+    if (st != FN_OK) return st;
+
+    funnel__v1__rank_response__init(resp);
+    resp->request_id = q->request_id ? q->request_id : "";
+    resp->items = alloc(&r, (r.n_page + 1) * sizeof *resp->items, &st, err);
+    for (size_t k = 0; st == FN_OK && k < r.n_page; k++) {
+        const size_t i = r.page[k];
+        float score = r.ctr ? r.ctr[i] : 1.0f - (float)i / (float)(r.n + 1);
+        if (!(resp->items[resp->n_items++] = ranked_item(&r, i, score, &st, err))) break;
+    }
+    resp->timings = r.timings, resp->n_timings = r.n_timings;
+    resp->degraded = r.degraded, resp->n_degraded = r.n_degraded;
+    const char *const *names, *const *versions;
+    size_t nv = fn_pipeline_versions(p, &names, &versions);
+    resp->model_versions = alloc(&r, (nv + 1) * sizeof *resp->model_versions, &st, err);
+    for (size_t i = 0; st == FN_OK && i < nv; i++) {
+        Funnel__V1__RankResponse__ModelVersionsEntry *e = alloc(&r, sizeof *e, &st, err);
+        if (!e) break;
+        funnel__v1__rank_response__model_versions_entry__init(e);
+        e->key = (char *)names[i];
+        e->value = (char *)versions[i];
+        resp->model_versions[resp->n_model_versions++] = e;
+    }
+    if (st == FN_OK && q->debug && r.n) {
+        /* the recall stage's candidates, in merge order, with their CTR when scored */
+        Funnel__V1__StageDebug *d = alloc(&r, sizeof *d, &st, err);
+        resp->debug = alloc(&r, sizeof *resp->debug, &st, err);
+        if (d && resp->debug) {
+            funnel__v1__stage_debug__init(d);
+            d->stage = "recall";
+            d->items = alloc(&r, r.n * sizeof *d->items, &st, err);
+            for (size_t i = 0; d->items && i < r.n; i++) {
+                Funnel__V1__RankedItem *it = ranked_item(&r, i, r.ctr ? r.ctr[i] : 0.0f, &st, err);
+                if (!it) break;
+                d->items[d->n_items++] = it;
+            }
+            resp->debug[resp->n_debug++] = d;
+        }
+    }
+    return st;
+}
