@@ -44,6 +44,12 @@ static const setting settings[] = {
     {"max-connections", "N", SETTING_INT, 1, 100000, "1024",
      offsetof(fn_server_config, max_connections),
      "gRPC connections open at once; further ones are closed as they arrive"},
+    {"workers", "N", SETTING_INT, 0, 1024, "0", offsetof(fn_server_config, workers),
+     "threads that run Rank calls, so the event loop keeps serving meanwhile; 0: one per "
+     "online CPU"},
+    {"queue", "N", SETTING_INT, 1, 1 << 20, "1024", offsetof(fn_server_config, queue),
+     "calls waiting for a worker at most; beyond it a call is refused at once (HTTP 503, "
+     "gRPC RESOURCE_EXHAUSTED \"server busy\")"},
 };
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
 
@@ -124,8 +130,8 @@ void fn_server_config_usage(FILE *out)
                  "funnel's ranking server. With --config it serves the ranking pipeline over\n"
                  "HTTP/1.1: POST /funnel.v1.Ranking/Rank (also /twirp/funnel.v1.Ranking/Rank)\n"
                  "with an application/json (proto3 JSON) or application/protobuf RankRequest;\n"
-                 "always GET /healthz (200 while the process serves) and GET /readyz (200 once\n"
-                 "started, 503 before). SIGINT or SIGTERM stops it cleanly.\n\noptions:\n");
+                 "always GET /healthz (200 while the process serves), GET /readyz (200 once\n"
+                 "started, 503 before) and GET /metrics (Prometheus text format). SIGINT or SIGTERM stops it cleanly.\n\noptions:\n");
     for (size_t i = 0; i < N_SETTINGS; i++) {
         const setting *s = &settings[i];
         char flag[64];

@@ -18,6 +18,8 @@ typedef struct fn_server_config {
     int grpc_port;           /* gRPC (HTTP/2 cleartext); 0: the kernel picks a free port */
     int max_message_bytes;   /* largest gRPC request message accepted */
     int max_connections;     /* open gRPC connections at once; more are closed at accept */
+    int workers;             /* threads that run RPCs; 0: one per online CPU */
+    int queue;               /* RPCs waiting for a worker at most; more are refused as busy */
 } fn_server_config;
 
 typedef enum fn_server_action {

@@ -416,6 +416,7 @@ fn_status fn_pipeline_load(const char *config_path, fn_pipeline **out, fn_error 
         return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
     }
     atomic_init(&p->refs, 1);
+    for (int i = 0; i < PL_N_STAGES; i++) atomic_init(&p->stage_ns[i], 0);
     st = load_parts(p, &c, root, err);
     json_decref(root);
     if (st != FN_OK) {

@@ -29,6 +29,9 @@ typedef struct pl_user {
 
 enum { PL_CH_POPULARITY = 0, PL_CH_COOC, PL_N_CHANNELS };
 
+/* Stages a deadline can skip, with a running estimate of each one's time. */
+enum { PL_STAGE_RANK = 0, PL_STAGE_PAGE, PL_N_STAGES };
+
 struct fn_pipeline {
     atomic_int refs;
     char summary[256];
@@ -52,6 +55,9 @@ struct fn_pipeline {
     fn_diversity diversity;
     float lambda, dpp_alpha;
     int max_per_category;
+    /* recent duration of each skippable stage (ns; 0 before the first run): a stage starts
+     * only when its estimate fits before the deadline. Updated by every request. */
+    _Atomic uint64_t stage_ns[PL_N_STAGES];
     /* model versions for responses */
     const char *version_names[2];
     const char *version_values[2];

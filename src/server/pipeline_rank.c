@@ -27,8 +27,8 @@
 #define MAX_QUERY_BYTES 1024
 #define MAX_ID_BYTES    1024
 #define MAX_EXCLUDE_IDS 10000
-/* A stage is skipped when less than this is left before the deadline. */
-#define STAGE_MARGIN_NS 200000
+/* A stage is skipped when less than its estimate, and at least this, is left. */
+#define STAGE_MARGIN_NS 100000
 
 static const char *const channel_names[PL_N_CHANNELS] = {"popularity", "cooc"};
 
@@ -127,12 +127,28 @@ static void timing(request *r, const char *stage, uint64_t t0, size_t candidates
     r->timings[r->n_timings++] = t;
 }
 
-/* Stops before a stage when the deadline is too near; the stage is named in degraded. */
-static int out_of_time(request *r, int64_t deadline_ns, const char *stage)
+/*
+ * Skips a stage whose recent duration would not fit before the deadline (recall always
+ * runs: without candidates there is nothing to answer); the stage is named in degraded.
+ */
+static int out_of_time(request *r, int64_t deadline_ns, int stage, const char *name)
 {
-    if (!deadline_ns || (int64_t)fn_now_ns() + STAGE_MARGIN_NS < deadline_ns) return 0;
-    r->degraded[r->n_degraded++] = (char *)stage;
+    if (!deadline_ns) return 0;
+    fn_pipeline *p = (fn_pipeline *)r->p;
+    uint64_t need = atomic_load_explicit(&p->stage_ns[stage], memory_order_relaxed);
+    if (need < STAGE_MARGIN_NS) need = STAGE_MARGIN_NS;
+    if ((int64_t)(fn_now_ns() + need) < deadline_ns) return 0;
+    r->degraded[r->n_degraded++] = (char *)name;
     return 1;
+}
+
+/* Folds a stage's duration into its estimate (a moving average; races only blur it). */
+static void learn(const fn_pipeline *cp, int stage, uint64_t t0)
+{
+    fn_pipeline *p = (fn_pipeline *)cp;
+    const uint64_t d = fn_now_ns() - t0,
+                   old = atomic_load_explicit(&p->stage_ns[stage], memory_order_relaxed);
+    atomic_store_explicit(&p->stage_ns[stage], old ? (4 * old + d) / 5 : d, memory_order_relaxed);
 }
 
 /* ---- recall ---- */
@@ -367,20 +383,23 @@ fn_status fn_pipeline_rank(fn_pipeline *p, const Funnel__V1__RankRequest *q, int
     if (st == FN_OK) qsort(r.hidden, r.n_hidden, sizeof *r.hidden, cmp_str);
 
     uint64_t t0 = fn_now_ns();
-    if (st == FN_OK && !out_of_time(&r, deadline_ns, "recall")) {
-        if ((st = recall(&r, err)) == FN_OK) timing(&r, "recall", t0, r.n);
-    }
+    if (st == FN_OK && (st = recall(&r, err)) == FN_OK) timing(&r, "recall", t0, r.n);
     fn_store_record **items = NULL;
     if (st == FN_OK && r.n) items = calloc(r.n, sizeof *items);
     if (st == FN_OK && r.n && !items) st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
     t0 = fn_now_ns();
-    if (st == FN_OK && r.n && !out_of_time(&r, deadline_ns, "rank")) {
-        if ((st = rank(&r, items, err)) == FN_OK) timing(&r, "rank", t0, r.n);
+    if (st == FN_OK && r.n && !out_of_time(&r, deadline_ns, PL_STAGE_RANK, "rank")) {
+        if ((st = rank(&r, items, err)) == FN_OK) {
+            timing(&r, "rank", t0, r.n);
+            learn(p, PL_STAGE_RANK, t0);
+        }
     }
     t0 = fn_now_ns();
-    if (st == FN_OK && !out_of_time(&r, deadline_ns, "page")) {
-        if ((st = page(&r, r.ctr ? items : NULL, page_size, err)) == FN_OK)
+    if (st == FN_OK && !out_of_time(&r, deadline_ns, PL_STAGE_PAGE, "page")) {
+        if ((st = page(&r, r.ctr ? items : NULL, page_size, err)) == FN_OK) {
             timing(&r, "page", t0, r.n_page);
+            learn(p, PL_STAGE_PAGE, t0);
+        }
     } else if (st == FN_OK) {
         /* no time for the page maker: the first page_size of the last order */
         r.page = alloc(&r, (page_size + 1) * sizeof *r.page, &st, err);

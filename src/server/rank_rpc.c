@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/arena.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "funnel/v1/funnel.pb-c.h"
 #include "pipeline.h"
@@ -17,7 +18,7 @@
 fn_status fn_server_rank(fn_server *s, const uint8_t *body, size_t n, int json, int64_t deadline_ns,
                          fn_buf *out, fn_error *err)
 {
-    fn_pipeline *p = s->pipeline ? fn_pipeline_ref(s->pipeline) : NULL;
+    fn_pipeline *p = fn_server_pipeline_acquire(s);
     if (!p)
         return fn_error_set(err, FN_ERR_UNSUPPORTED,
                             "no ranking pipeline: funneld was started without --config");
@@ -59,14 +60,28 @@ fn_status fn_server_rank(fn_server *s, const uint8_t *body, size_t n, int json, 
     return st;
 }
 
+fn_pipeline *fn_server_pipeline_acquire(fn_server *s)
+{
+    pthread_mutex_lock(&s->pipeline_lock);
+    fn_pipeline *p = s->pipeline ? fn_pipeline_ref(s->pipeline) : NULL;
+    pthread_mutex_unlock(&s->pipeline_lock);
+    return p;
+}
+
 fn_status fn_server_load_pipeline(fn_server *s, fn_error *err)
 {
     if (!s->cfg.config_path) return FN_OK;
     fn_pipeline *p;
+    const uint64_t t0 = fn_now_ns();
     fn_status st = fn_pipeline_load(s->cfg.config_path, &p, err);
     if (st != FN_OK) return st;
-    fn_log_info("funneld: pipeline %s: %s", s->cfg.config_path, fn_pipeline_summary(p));
-    fn_pipeline_unref(s->pipeline);
+    fn_log_info("funneld: pipeline %s loaded in %.2f s: %s", s->cfg.config_path,
+                (double)(fn_now_ns() - t0) * 1e-9, fn_pipeline_summary(p));
+    /* Swap under the lock; requests on the old pipeline hold references and finish on it. */
+    pthread_mutex_lock(&s->pipeline_lock);
+    fn_pipeline *old = s->pipeline;
     s->pipeline = p;
+    pthread_mutex_unlock(&s->pipeline_lock);
+    fn_pipeline_unref(old);
     return FN_OK;
 }

@@ -34,12 +34,28 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     fn_server_stop(s);
 }
 
+/*
+ * SIGHUP: reload the configuration and everything it names. A configuration
+ * that fails to load is logged and the running pipeline stays.
+ */
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig, (void)what;
+    fn_server *s = arg;
+    fn_error err = {0};
+    fn_log_info("funneld: SIGHUP received, reloading %s",
+                s->cfg.config_path ? s->cfg.config_path : "(no --config)");
+    if (fn_server_load_pipeline(s, &err) != FN_OK)
+        fn_log_error("funneld: reload failed, still serving the previous pipeline: %s", err.msg);
+}
+
 fn_status fn_server_new(const fn_server_config *cfg, fn_server **out, fn_error *err)
 {
     event_set_log_callback(on_libevent_log);
     fn_server *s = calloc(1, sizeof *s);
     if (!s) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
     s->cfg = *cfg;
+    pthread_mutex_init(&s->pipeline_lock, NULL);
     s->base = event_base_new();
     if (!s->base) {
         free(s);
@@ -47,10 +63,12 @@ fn_status fn_server_new(const fn_server_config *cfg, fn_server **out, fn_error *
     }
     s->sigint = evsignal_new(s->base, SIGINT, on_signal, s);
     s->sigterm = evsignal_new(s->base, SIGTERM, on_signal, s);
-    if (!s->sigint || !s->sigterm || event_add(s->sigint, NULL) != 0 ||
-        event_add(s->sigterm, NULL) != 0) {
+    s->sighup = evsignal_new(s->base, SIGHUP, on_sighup, s);
+    if (!s->sigint || !s->sigterm || !s->sighup || event_add(s->sigint, NULL) != 0 ||
+        event_add(s->sigterm, NULL) != 0 || event_add(s->sighup, NULL) != 0) {
         fn_server_free(s);
-        return fn_error_set(err, FN_ERR_INTERNAL, "installing SIGINT/SIGTERM handlers failed");
+        return fn_error_set(err, FN_ERR_INTERNAL,
+                            "installing SIGINT/SIGTERM/SIGHUP handlers failed");
     }
     *out = s;
     return FN_OK;
@@ -106,8 +124,10 @@ void fn_server_free(fn_server *s)
     fn_http_stop(s);
     /* The pipeline (store, models, tables) closes after the listeners. */
     fn_pipeline_unref(s->pipeline);
+    if (s->sighup) event_free(s->sighup);
     if (s->sigterm) event_free(s->sigterm);
     if (s->sigint) event_free(s->sigint);
     if (s->base) event_base_free(s->base);
+    pthread_mutex_destroy(&s->pipeline_lock);
     free(s);
 }

@@ -6,6 +6,8 @@
 #ifndef FN_SERVER_IMPL_H
 #define FN_SERVER_IMPL_H
 
+#include <pthread.h>
+
 #include <event2/event.h>
 #include <event2/http.h>
 
@@ -22,8 +24,11 @@ struct fn_server {
     uint16_t http_port;
     /* Set once startup is complete; cleared when shutdown begins. */
     int ready;
-    /* The ranking pipeline (--config), NULL without one; requests take a reference. */
+    /* The ranking pipeline (--config), NULL without one; requests take a reference with
+     * fn_server_pipeline_acquire, a reload swaps it under pipeline_lock. */
     struct fn_pipeline *pipeline;
+    pthread_mutex_t pipeline_lock;
+    struct event *sighup;
     /* gRPC over HTTP/2 cleartext (grpc.c) */
     struct fn_grpc *grpc;
     char grpc_address[80]; /* "host:port" as bound */
@@ -80,6 +85,9 @@ typedef struct fn_rpc_reply {
  */
 void fn_server_dispatch(fn_server *s, const char *path, const uint8_t *req, size_t n,
                         int64_t deadline_ns, fn_rpc_reply *reply);
+
+/* A reference to the current pipeline (NULL without one); fn_pipeline_unref it. */
+struct fn_pipeline *fn_server_pipeline_acquire(fn_server *s);
 
 /*
  * Rank (rank_rpc.c): body is a RankRequest in protobuf or (json) proto3 JSON; the

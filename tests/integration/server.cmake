@@ -22,3 +22,11 @@ add_test(NAME integration.server_grpc
          COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_server_grpc.py
                  --funneld $<TARGET_FILE:funneld> --proto ${PROJECT_SOURCE_DIR}/proto)
 set_tests_properties(integration.server_grpc PROPERTIES TIMEOUT 300)
+
+# Hot reload (SIGHUP under load; a broken configuration keeps the running pipeline) and
+# deadlines (a short gRPC deadline skips the rank stage, named in degraded).
+add_test(NAME integration.server_reload
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_server_reload.py
+                 --funnel $<TARGET_FILE:funnel> --funneld $<TARGET_FILE:funneld>
+                 --data ${FUNNEL_DATA_DIR} --proto ${PROJECT_SOURCE_DIR}/proto)
+set_tests_properties(integration.server_reload PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)

@@ -1,0 +1,129 @@
+#!/usr/bin/python3
+"""funneld's hot reload and deadlines on the MovieLens demo pipeline.
+
+Reload: while a client thread sends Rank requests without pause, the configuration is
+replaced (page default size 10 -> 7) and funneld gets SIGHUP: pages of 7 follow, and no
+request fails meanwhile; then a broken configuration and SIGHUP: the log says the reload
+failed and the previous pipeline keeps serving. Deadlines: a gRPC call with a deadline
+shorter than the rank stage's recent time is answered from the recall stage with "rank"
+named in `degraded`, and the same call without a deadline is not degraded. The server is
+stopped at the end (SIGTERM, exit 0). Exits 77 (skipped) without the data.
+"""
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+from funnel_cli import check
+from funneld_util import Funneld, prepare_pipeline, write_config
+
+
+def rank_http(port, req):
+    r = urllib.request.Request("http://127.0.0.1:%d/funnel.v1.Ranking/Rank" % port,
+                               data=json.dumps(req).encode(),
+                               headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(r, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--funnel", required=True)
+    ap.add_argument("--funneld", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--proto", required=True)
+    args = ap.parse_args()
+    ml = os.path.join(args.data, "ml-100k")
+    if not os.path.isdir(ml):
+        print("SKIPPED: %s not found" % ml)
+        return 77
+    with tempfile.TemporaryDirectory(prefix="funnel-reload-") as tmp:
+        d = os.path.join(tmp, "demo")
+        cpath, conf = prepare_pipeline(args.funnel, ml, d)
+        srv = Funneld(args.funneld, cpath, os.path.join(tmp, "funneld.log"))
+        try:
+            port = srv.http_port
+            check(len(rank_http(port, {"userId": "196"})["items"]) == 10, "default page of 10")
+
+            sizes, failures, stop = [], [], threading.Event()
+
+            def client():
+                while not stop.is_set():
+                    try:
+                        sizes.append(len(rank_http(port, {"userId": "196"})["items"]))
+                    except Exception as e:  # any failure during the reload is the bug
+                        failures.append(repr(e))
+
+            t = threading.Thread(target=client)
+            t.start()
+            time.sleep(0.5)
+            conf["page"]["default_size"] = 7
+            write_config(cpath, conf)
+            srv.signal(signal.SIGHUP)
+            end = time.time() + 60
+            while time.time() < end and (not sizes or sizes[-1] != 7):
+                time.sleep(0.1)
+            check(sizes and sizes[-1] == 7, "no page of 7 after the reload: %r" % sizes[-5:])
+            check("SIGHUP received" in srv.log() and "loaded in" in srv.log(), "reload logged")
+            # a broken configuration: logged, the running pipeline stays
+            broken = dict(conf, ctr_model="missing.safetensors")
+            write_config(cpath, broken)
+            n_before = len(sizes)
+            srv.signal(signal.SIGHUP)
+            end = time.time() + 30
+            while time.time() < end and "reload failed" not in srv.log():
+                time.sleep(0.1)
+            check("reload failed" in srv.log() and "missing.safetensors" in srv.log(),
+                  "failed reload not logged: %s" % srv.log()[-800:])
+            time.sleep(0.5)
+            stop.set()
+            t.join(timeout=60)
+            check(not failures, "requests failed during reloads: %r" % failures[:3])
+            check(len(sizes) > n_before and all(s == 7 for s in sizes[n_before:]),
+                  "the previous pipeline did not keep serving: %r" % sizes[n_before:][:5])
+            check(len(sizes) > 20, "too few requests during the reloads: %d" % len(sizes))
+
+            # deadlines over gRPC: a deadline shorter than the rank stage skips it
+            gen = os.path.join(tmp, "gen")
+            os.makedirs(gen)
+            subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", args.proto,
+                            "--python_out", gen, "--grpc_python_out", gen,
+                            "funnel/v1/funnel.proto", "tensorflow/feature.proto"], check=True)
+            sys.path.insert(0, gen)
+            import grpc
+            from funnel.v1 import funnel_pb2, funnel_pb2_grpc
+            with grpc.insecure_channel("127.0.0.1:%d" % srv.grpc_port) as ch:
+                stub = funnel_pb2_grpc.RankingStub(ch)
+                req = funnel_pb2.RankRequest(user_id="196", page_size=5)
+                full = stub.Rank(req, timeout=30)
+                check(not full.degraded and len(full.items) == 5, "no deadline: %s" % full)
+                rank_ms = [t.millis for t in full.timings if t.stage == "rank"][0]
+                degraded = None
+                for _ in range(20):
+                    try:
+                        r = stub.Rank(req, timeout=max(0.0005, rank_ms / 1000 / 2))
+                    except grpc.RpcError as e:
+                        check(e.code() == grpc.StatusCode.DEADLINE_EXCEEDED, "deadline: %s" % e)
+                        continue
+                    if "rank" in r.degraded:
+                        degraded = r
+                        break
+                check(degraded is not None, "a short deadline never skipped the rank stage")
+                check(len(degraded.items) == 5 and all(i.ctr == 0 for i in degraded.items),
+                      "degraded answer: %s" % degraded)
+                check([t.stage for t in degraded.timings][:1] == ["recall"],
+                      "degraded timings: %s" % degraded.timings)
+        finally:
+            srv.stop()
+    print("server reload: ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
