@@ -24,8 +24,9 @@ model:
 test: build model
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-# Prepares the MovieLens demo (synthetic when no data is found) and starts funneld.
-run: build
+# Prepares the MovieLens demo (synthetic when no data is found), its models and
+# indexes, and starts funneld.
+run: build model
 	scripts/run-demo $(BUILD) $(PORT)
 
 bench: build

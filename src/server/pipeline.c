@@ -256,6 +256,80 @@ const pl_user *pl_find_user(const fn_pipeline *p, const char *id)
     return p->n_users ? bsearch(id, p->users, p->n_users, sizeof *p->users, cmp_user_id) : NULL;
 }
 
+/* ---- the ANN channels ---- */
+
+/*
+ * "recall.ann": {"index": FILE, "ef": N} (FILE.ids maps ANN ids to item ids),
+ * "recall.query_ann": {"quota": N} with "encoder": {"model": DIR, "device": "cpu",
+ * "threads": N, "cache_size": N} for the query vectors, "recall.user_ann":
+ * {"quota": N, "recent": N} (the mean vector of the user's recent liked items, from
+ * the store's item vectors). All optional; a channel without its parts is off.
+ */
+static fn_status load_ann(fn_pipeline *p, const cfg_reader *c, json_t *root, json_t *jr,
+                          json_t *empty, fn_error *err)
+{
+    static const char *const ann_names[] = {"index", "ef", NULL};
+    static const char *const q_names[] = {"quota", NULL};
+    static const char *const u_names[] = {"quota", "recent", NULL};
+    static const char *const enc_names[] = {"model", "device", "threads", "cache_size", NULL};
+    json_t *ja = section(jr, "ann", empty), *jq = json_object_get(jr, "query_ann"),
+           *ju = json_object_get(jr, "user_ann"), *je = json_object_get(root, "encoder");
+    char *index = NULL, *model = NULL, *device = NULL, *ids = NULL;
+    size_t ef = 0, threads = 1, cache = 10000;
+    fn_status st = check_object(c, ja, "recall.ann", err);
+    if (st == FN_OK && jq) st = check_object(c, jq, "recall.query_ann", err);
+    if (st == FN_OK && ju) st = check_object(c, ju, "recall.user_ann", err);
+    if (st == FN_OK && je) st = check_object(c, je, "encoder", err);
+    if (st == FN_OK) st = check_keys(c, ja, "recall.ann", ann_names, err);
+    if (st == FN_OK && jq) st = check_keys(c, jq, "recall.query_ann", q_names, err);
+    if (st == FN_OK && ju) st = check_keys(c, ju, "recall.user_ann", u_names, err);
+    if (st == FN_OK && je) st = check_keys(c, je, "encoder", enc_names, err);
+    if (st == FN_OK)
+        st = get_path(c, ja, "index", "recall.ann.index", (jq || ju) != 0, &index, err);
+    if (st == FN_OK) st = get_count(c, ja, "ef", "recall.ann.ef", 1, 100000, 0, &ef, err);
+    if (st == FN_OK && jq)
+        st = get_count(c, jq, "quota", "recall.query_ann.quota", 0, 100000, 200,
+                       &p->quota[PL_CH_QUERY], err);
+    if (st == FN_OK && ju)
+        st = get_count(c, ju, "quota", "recall.user_ann.quota", 0, 100000, 100,
+                       &p->quota[PL_CH_USER], err);
+    if (st == FN_OK && ju)
+        st =
+            get_count(c, ju, "recent", "recall.user_ann.recent", 1, 1000, 10, &p->user_recent, err);
+    if (st == FN_OK && jq && !je) st = bad(c, err, "recall.query_ann", "needs an \"encoder\"");
+    if (st == FN_OK && je) st = get_path(c, je, "model", "encoder.model", 1, &model, err);
+    if (st == FN_OK && je) st = get_word(c, je, "device", "encoder.device", "cpu", &device, err);
+    if (st == FN_OK && je)
+        st = get_count(c, je, "threads", "encoder.threads", 0, 1024, 1, &threads, err);
+    if (st == FN_OK && je)
+        st = get_count(c, je, "cache_size", "encoder.cache_size", 0, 10000000, 10000, &cache, err);
+    p->ann_params.ef_search = (int)ef;
+    if (st == FN_OK && index) {
+        if ((st = fn_ann_load(index, 0, &p->ann, err)) != FN_OK) {
+            fn_error_prefix(err, "recall.ann.index");
+        } else if (!(ids = malloc(strlen(index) + 5))) {
+            st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+        } else {
+            sprintf(ids, "%s.ids", index);
+            if ((st = fn_ann_ids_load(ids, &p->ann_ids, err)) != FN_OK)
+                fn_error_prefix(err, "recall.ann.index (its item ids)");
+        }
+    }
+    if (st == FN_OK && model) {
+        fn_encoder_options eo = {.device = device, .threads = (int)threads};
+        if ((st = fn_encoder_load(model, &eo, &p->encoder, err)) != FN_OK)
+            fn_error_prefix(err, "encoder.model");
+        else if (p->ann && fn_encoder_dim(p->encoder) != fn_ann_dim(p->ann))
+            st = fn_error_set(err, FN_ERR_INVALID,
+                              "%s: the encoder gives %zu floats, recall.ann.index holds %zu",
+                              c->path, fn_encoder_dim(p->encoder), fn_ann_dim(p->ann));
+        else if (!(p->qcache = fn_query_cache_new(cache, fn_encoder_dim(p->encoder))))
+            st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+    }
+    free(index), free(model), free(device), free(ids);
+    return st;
+}
+
 /* ---- loading ---- */
 
 /* "NAME (SIZE bytes, modified T)": what a response's model_versions reports for a file. */
@@ -273,10 +347,11 @@ static void file_version(const char *path, char *out, size_t cap)
 
 static fn_status load_parts(fn_pipeline *p, const cfg_reader *c, json_t *root, fn_error *err)
 {
-    static const char *const top[] = {"store", "interactions", "spec", "ctr_model",
-                                      "keys",  "recall",       "page", NULL};
+    static const char *const top[] = {"store",  "interactions", "spec",    "ctr_model", "keys",
+                                      "recall", "page",         "encoder", NULL};
     static const char *const key_names[] = {"user", "item", "time", "label", "category", NULL};
-    static const char *const recall_names[] = {"cap", "popularity", "cooc", NULL};
+    static const char *const recall_names[] = {"cap",       "popularity", "cooc", "ann",
+                                               "query_ann", "user_ann",   NULL};
     static const char *const pop_names[] = {"quota", "half_life_days", NULL};
     static const char *const cooc_names[] = {"table", "quota", "recent", NULL};
     static const char *const page_names[] = {
@@ -365,6 +440,7 @@ static fn_status load_parts(fn_pipeline *p, const cfg_reader *c, json_t *root, f
         fn_error_prefix(err, "interactions");
     if (st == FN_OK && cooc && (st = fn_cooc_load(cooc, &p->cooc, err)) != FN_OK)
         fn_error_prefix(err, "recall.cooc.table");
+    if (st == FN_OK) st = load_ann(p, c, root, jr, empty, err);
     if (st == FN_OK) {
         size_t nc = fn_columns_count(p->spec);
         const unsigned shared = (1u << FN_SOURCE_USER) | (1u << FN_SOURCE_CONTEXT);
@@ -386,6 +462,12 @@ static fn_status load_parts(fn_pipeline *p, const cfg_reader *c, json_t *root, f
                  "%s",
                  fn_model_kind_name(fn_model_kind_of(p->ctr)), p->n_users, p->n_events,
                  fn_popularity_count(p->pop), p->cooc ? "co-occurrence table" : "no co-occurrence");
+        if (p->ann) {
+            size_t len = strlen(p->summary);
+            snprintf(p->summary + len, sizeof p->summary - len, ", ANN index of %zu items%s%s",
+                     fn_ann_count(p->ann), p->encoder ? ", query channel" : "",
+                     p->user_recent ? ", user channel" : "");
+        }
     }
     json_decref(empty);
     free(store), free(inter), free(spec), free(model), free(cooc), free(div);
@@ -441,6 +523,10 @@ void fn_pipeline_unref(fn_pipeline *p)
     fn_model_free(p->ctr);
     fn_popularity_free(p->pop);
     fn_cooc_free(p->cooc);
+    fn_ann_free(p->ann);
+    fn_ann_ids_free(p->ann_ids);
+    fn_encoder_free(p->encoder);
+    fn_query_cache_free(p->qcache);
     free(p->events);
     free(p->users);
     free(p->shared_col);

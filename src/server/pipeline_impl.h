@@ -8,6 +8,8 @@
 #include <stdatomic.h>
 
 #include "features/columns.h"
+#include "llm/encoder.h"
+#include "query_cache.h"
 #include "features/store.h"
 #include "pipeline.h"
 #include "rank/rank.h"
@@ -27,14 +29,14 @@ typedef struct pl_user {
     size_t first, n;
 } pl_user;
 
-enum { PL_CH_POPULARITY = 0, PL_CH_COOC, PL_N_CHANNELS };
+enum { PL_CH_POPULARITY = 0, PL_CH_COOC, PL_CH_QUERY, PL_CH_USER, PL_N_CHANNELS };
 
 /* Stages a deadline can skip, with a running estimate of each one's time. */
 enum { PL_STAGE_RANK = 0, PL_STAGE_PAGE, PL_N_STAGES };
 
 struct fn_pipeline {
     atomic_int refs;
-    char summary[256];
+    char summary[512];
     fn_arena *strings; /* ids of the histories */
     /* parts */
     fn_store *store;
@@ -42,6 +44,13 @@ struct fn_pipeline {
     fn_model *ctr;
     fn_popularity *pop;
     fn_cooc *cooc;
+    /* the ANN channels: the items' index with its id map, the encoder for queries */
+    fn_ann *ann;
+    fn_ann_ids *ann_ids;
+    fn_ann_params ann_params;
+    struct fn_encoder *encoder;
+    struct fn_query_cache *qcache;
+    size_t user_recent;
     /* histories, users sorted by id for lookup */
     pl_event *events;
     pl_user *users;

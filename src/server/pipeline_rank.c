@@ -30,7 +30,8 @@
 /* A stage is skipped when less than its estimate, and at least this, is left. */
 #define STAGE_MARGIN_NS 100000
 
-static const char *const channel_names[PL_N_CHANNELS] = {"popularity", "cooc"};
+static const char *const channel_names[PL_N_CHANNELS] = {"popularity", "cooc", "query_ann",
+                                                         "user_ann"};
 
 /* Valid UTF-8, no overlong forms or surrogates. */
 static int utf8_valid(const unsigned char *s, size_t n)
@@ -81,6 +82,7 @@ typedef struct request {
     fn_arena *a;
     const Funnel__V1__RankRequest *q;
     const pl_user *user;
+    int search; /* the query channel ran: relevance is CTR times query similarity */
     /* ids the user has met or the request excludes, sorted for lookup */
     const char **hidden;
     size_t n_hidden;
@@ -163,6 +165,79 @@ static size_t visible(const request *r, const fn_recall_item *in, size_t n, size
     return m;
 }
 
+/* ANN ids and scores to visible items (their ids from the index's id map). */
+static fn_status ann_list(request *r, const int64_t *ids, const float *scores, size_t n,
+                          size_t quota, fn_recall_channel *ch, fn_error *err)
+{
+    fn_status st = FN_OK;
+    fn_recall_item *items = alloc(r, (n + 1) * sizeof *items, &st, err);
+    size_t m = 0;
+    for (size_t i = 0; st == FN_OK && i < n && m < quota; i++) {
+        const char *id = ids[i] >= 0 ? fn_ann_ids_get(r->p->ann_ids, ids[i], NULL) : NULL;
+        if (id && !is_hidden(r, id)) items[m++] = (fn_recall_item){id, scores[i]};
+    }
+    ch->items = items, ch->n = m, ch->quota = quota;
+    return st;
+}
+
+/*
+ * The query channel (the query's vector, from the cache or the encoder, searched in the
+ * items' index) and the user channel (the mean vector of the user's recent liked items,
+ * from the store, searched the same way). A query the pipeline cannot encode is named in
+ * degraded rather than silently dropped.
+ */
+static fn_status ann_channels(request *r, fn_recall_channel *ch, size_t extra, fn_error *err)
+{
+    const fn_pipeline *p = r->p;
+    fn_status st = FN_OK;
+    const char *query = r->q->query ? r->q->query : "";
+    /* FAISS would open a thread team per search; requests run side by side instead */
+    static _Thread_local int one_thread;
+    if (p->ann && !one_thread) one_thread = fn_ann_set_threads(1, NULL) == FN_OK;
+    if (*query && (!p->encoder || !p->ann)) {
+        r->degraded[r->n_degraded++] = "query_ann";
+    } else if (*query && p->quota[PL_CH_QUERY]) {
+        /* search: the query's channel fills the candidates (see recall) */
+        const size_t dim = fn_ann_dim(p->ann), k = p->cap + extra, len = strlen(query);
+        float *qv = alloc(r, dim * sizeof *qv, &st, err);
+        int64_t *ids = alloc(r, k * sizeof *ids, &st, err);
+        float *sc = alloc(r, k * sizeof *sc, &st, err);
+        if (st == FN_OK && !fn_query_cache_get(p->qcache, query, len, qv)) {
+            st = fn_encoder_encode(p->encoder, &query, &len, 1, qv, err);
+            if (st == FN_OK) fn_query_cache_put(p->qcache, query, len, qv);
+        }
+        if (st == FN_OK) st = fn_ann_search(p->ann, 1, qv, k, &p->ann_params, ids, sc, err);
+        if (st == FN_OK) st = ann_list(r, ids, sc, k, p->cap, &ch[PL_CH_QUERY], err);
+        r->search = st == FN_OK;
+    }
+    if (st != FN_OK || !p->ann || !p->user_recent || !r->user || !p->quota[PL_CH_USER]) return st;
+    const char **recent = alloc(r, p->user_recent * sizeof *recent, &st, err);
+    size_t nr = 0;
+    for (size_t i = r->user->n; st == FN_OK && i-- > 0 && nr < p->user_recent;) {
+        const pl_event *e = &p->events[r->user->first + i];
+        if (e->liked) recent[nr++] = e->item;
+    }
+    if (st != FN_OK || !nr) return st;
+    fn_store_record **recs = alloc(r, nr * sizeof *recs, &st, err);
+    const size_t dim = fn_ann_dim(p->ann), k = p->quota[PL_CH_USER] + extra;
+    float *vecs = alloc(r, nr * dim * sizeof *vecs, &st, err);
+    int64_t *ids = alloc(r, k * sizeof *ids, &st, err);
+    float *sc = alloc(r, k * sizeof *sc, &st, err);
+    if (st == FN_OK) st = fn_store_multi_get(p->store, FN_STORE_ITEMS, nr, recent, NULL, recs, err);
+    if (st != FN_OK) return st;
+    size_t nv = 0;
+    for (size_t i = 0; i < nr; i++) {
+        size_t n = 0;
+        const float *v = recs[i] ? fn_store_record_vector(recs[i], &n) : NULL;
+        if (v && n == dim) memcpy(vecs + nv++ * dim, v, dim * sizeof *v);
+    }
+    fn_store_records_release(recs, nr);
+    if (!nv) return FN_OK; /* the items have no vectors: the channel has nothing to say */
+    st = fn_recall_user_ann(p->ann, nv, vecs, k, &p->ann_params, ids, sc, err);
+    if (st == FN_OK) st = ann_list(r, ids, sc, k, p->quota[PL_CH_USER], &ch[PL_CH_USER], err);
+    return st;
+}
+
 static fn_status recall(request *r, fn_error *err)
 {
     const fn_pipeline *p = r->p;
@@ -195,7 +270,11 @@ static fn_status recall(request *r, fn_error *err)
             ch[PL_CH_COOC].quota = p->quota[PL_CH_COOC];
         }
     }
+    if (st == FN_OK) st = ann_channels(r, ch, extra, err);
     if (st != FN_OK) return st;
+    /* a search takes its candidates from the query's channel; the others only mark them */
+    if (r->search)
+        for (int c = 0; c < PL_N_CHANNELS; c++) ch[c].quota = c == PL_CH_QUERY ? p->cap : 0;
     r->cand = alloc(r, p->cap * sizeof *r->cand, &st, err);
     r->chan_scores = alloc(r, p->cap * PL_N_CHANNELS * sizeof *r->chan_scores, &st, err);
     if (st == FN_OK)
@@ -267,6 +346,21 @@ static fn_status rank(request *r, fn_store_record **items, fn_error *err)
 
 /* ---- page ---- */
 
+/*
+ * What the page orders by: the CTR (or, when ranking was skipped, the recall order); in a
+ * search, times the item's cosine to the query (0 below zero), so the page is about the query
+ * and personal within it.
+ */
+static float relevance(const request *r, size_t i)
+{
+    float v = r->ctr ? r->ctr[i] : 1.0f - (float)i / (float)(r->n + 1);
+    if (r->search) {
+        const double sim = r->chan_scores[i * PL_N_CHANNELS + PL_CH_QUERY];
+        v *= sim > 0 ? (float)sim : 0.0f; /* NaN (not found by the query) compares false */
+    }
+    return v;
+}
+
 /* The item's categories (bytes values of the category key) as small ids, interned per request. */
 typedef struct cat_table {
     const char **names;
@@ -326,10 +420,8 @@ static fn_status page(request *r, fn_store_record **items, size_t page_size, fn_
     }
     if (st != FN_OK) return st;
     offs[r->n] = (uint32_t)n_cats;
-    /* relevance: the CTR, or the recall order when ranking was skipped */
     float *rel = alloc(r, (r->n + 1) * sizeof *rel, &st, err);
-    for (size_t i = 0; st == FN_OK && i < r->n; i++)
-        rel[i] = r->ctr ? r->ctr[i] : 1.0f - (float)i / (float)(r->n + 1);
+    for (size_t i = 0; st == FN_OK && i < r->n; i++) rel[i] = relevance(r, i);
     const fn_page_items it = {.n = r->n,
                               .scores = rel,
                               .cat_offsets = need_cats ? offs : NULL,
@@ -370,7 +462,7 @@ fn_status fn_pipeline_rank(fn_pipeline *p, const Funnel__V1__RankRequest *q, int
     if (st != FN_OK) return st;
     request r = {.p = p, .a = arena, .q = q};
     r.timings = alloc(&r, 4 * sizeof *r.timings, &st, err);
-    r.degraded = alloc(&r, 4 * sizeof *r.degraded, &st, err);
+    r.degraded = alloc(&r, 8 * sizeof *r.degraded, &st, err);
     const char *uid = q->user_id ? q->user_id : "";
     r.user = *uid ? pl_find_user(p, uid) : NULL;
     /* hidden: what the user has met, and the request's exclusions */
@@ -415,7 +507,7 @@ fn_status fn_pipeline_rank(fn_pipeline *p, const Funnel__V1__RankRequest *q, int
     resp->items = alloc(&r, (r.n_page + 1) * sizeof *resp->items, &st, err);
     for (size_t k = 0; st == FN_OK && k < r.n_page; k++) {
         const size_t i = r.page[k];
-        float score = r.ctr ? r.ctr[i] : 1.0f - (float)i / (float)(r.n + 1);
+        float score = relevance(&r, i);
         if (!(resp->items[resp->n_items++] = ranked_item(&r, i, score, &st, err))) break;
     }
     resp->timings = r.timings, resp->n_timings = r.n_timings;

@@ -53,6 +53,11 @@ run() {
   page=$(curl -s --max-time 30 -H 'Content-Type: application/json' \
     -d '{"userId": "1", "pageSize": 5}' "http://127.0.0.1:$port/funnel.v1.Ranking/Rank")
   [[ $(grep -o '"id"' <<<"$page" | wc -l) == 5 ]] || fail "Rank did not give 5 items: $page"
+  # A search: the query is encoded and its channel fills the candidates.
+  page=$(curl -s --max-time 60 -H 'Content-Type: application/json' \
+    -d '{"userId": "1", "query": "space adventure", "pageSize": 5}' \
+    "http://127.0.0.1:$port/funnel.v1.Ranking/Rank")
+  [[ $(grep -o '"query_ann"' <<<"$page" | wc -l) == 5 ]] || fail "a search page not from the query: $page"
   kill -TERM "$pid"
   local rc=0
   wait "$pid" || rc=$?
@@ -69,9 +74,11 @@ done
 grep -q "loading users and items into the feature store" "$tmp/log" || fail "no store step"
 grep -q "training the CTR model" "$tmp/log" || fail "no CTR model step"
 grep -q "building the item co-occurrence table" "$tmp/log" || fail "no co-occurrence step"
-[[ -s $tmp/demo/ctr.safetensors && -s $tmp/demo/items.cooc ]] || fail "model or table missing"
+[[ -s $tmp/demo/ctr.safetensors && -s $tmp/demo/items.cooc && -s $tmp/demo/items.faiss ]] ||
+  fail "model, table or index missing"
 
 run
 grep -q "demo data in .* is up to date" "$tmp/log" || fail "second run remade the data"
 grep -q "CTR model .* is up to date" "$tmp/log" || fail "second run retrained the CTR model"
+grep -q "ANN index .* is up to date" "$tmp/log" || fail "second run rebuilt the index"
 echo "ok"
