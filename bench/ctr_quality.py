@@ -206,9 +206,10 @@ def main():
         grids = {
             "fm": [cap, cap + ["--lr", "0.1"], cap + ["--lr", "0.02"], cap + ["--l2", "1e-3"]],
             "ffm": [cap, cap + ["--lr", "0.3"], cap + ["--lr", "0.1"]],
-            "deepfm": [cap + ["--batch", "16", "--lr", lr, "--dropout", p, "--l2", l2]
+            "deepfm": [cap + ["--batch", "16", "--lr", lr, "--dropout", p, "--l2", l2, "--k", k,
+                              "--hidden", h]
                        for lr in ("0.003", "0.01") for p in ("0", "0.5")
-                       for l2 in ("1e-4", "1e-3")],
+                       for l2 in ("1e-3", "3e-3") for k in ("2", "4") for h in ("32", "200,200")],
         }
         funnel_models(args.funnel, tmp, ["--format", "libffm"], tr, te, rows, kinds, grids,
                       folds=5, seeds=range(1, 6))
