@@ -131,7 +131,8 @@ void fn_server_config_usage(FILE *out)
                  "HTTP/1.1: POST /funnel.v1.Ranking/Rank (also /twirp/funnel.v1.Ranking/Rank)\n"
                  "with an application/json (proto3 JSON) or application/protobuf RankRequest;\n"
                  "always GET /healthz (200 while the process serves), GET /readyz (200 once\n"
-                 "started, 503 before) and GET /metrics (Prometheus text format). SIGINT or SIGTERM stops it cleanly.\n\noptions:\n");
+                 "started, 503 before) and GET /metrics (Prometheus text format). SIGINT or "
+                 "SIGTERM stops it cleanly.\n\noptions:\n");
     for (size_t i = 0; i < N_SETTINGS; i++) {
         const setting *s = &settings[i];
         char flag[64];

@@ -3,8 +3,11 @@
  * (what gRPC clients speak on insecure channels), unary calls only, with
  * nghttp2 doing the HTTP/2 framing, HPACK and flow control over libevent
  * bufferevents. This file only moves bytes: a finished request goes to
- * fn_server_dispatch (rpc.c), synchronously in the event-loop thread, and
- * its fn_rpc_reply is framed back. The wire format follows grpc's
+ * fn_server_dispatch (rpc.c), on a worker thread for the funnel.v1.Ranking
+ * methods (workers.c; the stream is answered when the job comes back to the
+ * loop thread, or the answer dropped if the stream closed meanwhile) and
+ * in the event-loop thread for health checks, and its fn_rpc_reply is
+ * framed back. The wire format follows grpc's
  * doc/PROTOCOL-HTTP2.md:
  *
  *   request   HEADERS (:method POST, :path /Service/Method, content-type
@@ -97,12 +100,29 @@ struct grpc_stream {
     int has_content_type, content_type_ok;
     int path_too_long;
     int bad_timeout;
-    int replied; /* a response is submitted; anything more from the client is dropped */
+    int replied;          /* a response is submitted; anything more from the client is dropped */
+    uint64_t t0;          /* when its headers began, for the request duration */
+    struct grpc_job *job; /* the call running on a worker, if any */
     char path[MAX_PATH_BYTES];
     int64_t deadline_ns; /* absolute CLOCK_MONOTONIC; 0: none */
     fn_buf body;         /* the request's DATA, prefix included */
     fn_buf out;          /* the response's DATA, prefix included */
     size_t out_off;      /* how much of out nghttp2 has taken */
+};
+
+/*
+ * A call on its way through the worker pool (workers.c). st is NULL once the
+ * stream closed (the client cancelled, or the connection went away): the
+ * answer is dropped then. Everything run() reads is the job's own copy.
+ */
+struct grpc_job {
+    fn_job job; /* first: the pool hands back this pointer */
+    grpc_stream *st;
+    char path[MAX_PATH_BYTES];
+    uint8_t *msg;
+    size_t n;
+    int64_t deadline_ns;
+    fn_rpc_reply reply;
 };
 
 #define NV(name, value, valuelen)                                                                  \
@@ -196,6 +216,7 @@ static void drop_body(grpc_stream *st)
 static void stream_free(grpc_stream *st)
 {
     grpc_conn *c = st->c;
+    if (st->job) st->job->st = NULL; /* its answer has nowhere to go now */
     drop_body(st);
     fn_buf_free(&st->out);
     if (st->prev)
@@ -235,6 +256,15 @@ static void reply_error(grpc_conn *c, grpc_stream *st, int http_status, int code
                     nghttp2_strerror(rv));
         nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
     }
+}
+
+/* reply_error, counted in the metrics as the stream's method answered with code. */
+static void reply_error_counted(grpc_conn *c, grpc_stream *st, int http_status, int code,
+                                const char *msg)
+{
+    fn_metrics_request(c->g->s->metrics, FN_TRANSPORT_GRPC, fn_method_of(st->path), code,
+                       fn_now_ns() - st->t0);
+    reply_error(c, st, http_status, code, msg);
 }
 
 /* The data provider: st->out in pieces as flow control allows, then the OK trailers. */
@@ -294,38 +324,116 @@ static void reply_ok(grpc_conn *c, grpc_stream *st, const fn_buf *msg)
     }
 }
 
+/* ---- calls on the worker pool ------------------------------------------- */
+
+#define RANKING_PREFIX "/funnel.v1.Ranking/"
+
+/* Frames a dispatcher's answer and counts it. */
+static void reply_dispatched(grpc_conn *c, grpc_stream *st, const fn_rpc_reply *r)
+{
+    fn_metrics_request(c->g->s->metrics, FN_TRANSPORT_GRPC, fn_method_of(st->path), r->status,
+                       fn_now_ns() - st->t0);
+    if (r->status == FN_GRPC_OK)
+        reply_ok(c, st, &r->body);
+    else
+        reply_error(c, st, 200, r->status, r->message);
+}
+
+static void job_free(struct grpc_job *j)
+{
+    fn_buf_free(&j->reply.body);
+    free(j->msg);
+    free(j);
+}
+
+static void run_job(fn_server *s, fn_job *job)
+{
+    struct grpc_job *j = (struct grpc_job *)job;
+    fn_server_dispatch(s, j->path, j->msg, j->n, j->deadline_ns, &j->reply);
+}
+
+static int conn_flush(grpc_conn *c);
+
+/* Back on the loop thread: answer the stream if it still exists, then send. */
+static void done_job(fn_server *s, fn_job *job)
+{
+    (void)s;
+    struct grpc_job *j = (struct grpc_job *)job;
+    grpc_stream *st = j->st;
+    if (st) {
+        grpc_conn *c = st->c;
+        st->job = NULL;
+        if (job->cancelled) {
+            j->reply.status = FN_GRPC_UNAVAILABLE;
+            snprintf(j->reply.message, sizeof j->reply.message, "server shutting down");
+        }
+        reply_dispatched(c, st, &j->reply);
+        conn_flush(c); /* may free c: nothing of it is used after */
+    }
+    job_free(j);
+}
+
+static void submit_job(grpc_conn *c, grpc_stream *st, const uint8_t *msg, size_t n)
+{
+    fn_server *s = c->g->s;
+    struct grpc_job *j = calloc(1, sizeof *j);
+    if (j) j->msg = malloc(n ? n : 1);
+    if (!j || !j->msg) {
+        if (j) free(j);
+        reply_error_counted(c, st, 200, FN_GRPC_RESOURCE_EXHAUSTED,
+                            "out of memory queueing the call");
+        return;
+    }
+    if (n) memcpy(j->msg, msg, n);
+    j->n = n;
+    j->st = st;
+    j->deadline_ns = st->deadline_ns;
+    snprintf(j->path, sizeof j->path, "%s", st->path);
+    j->reply.body = (fn_buf)FN_BUF_INIT;
+    j->job.run = run_job;
+    j->job.done = done_job;
+    if (fn_workers_submit(s, &j->job) != 0) {
+        job_free(j);
+        reply_error_counted(c, st, 200, FN_GRPC_RESOURCE_EXHAUSTED, "server busy");
+        return;
+    }
+    st->job = j;
+}
+
 /* The client finished its request: check it, run it, answer. */
 static void handle_request(grpc_conn *c, grpc_stream *st)
 {
     fn_server *s = c->g->s;
     if (!st->is_post) {
-        reply_error(c, st, 405, FN_GRPC_INTERNAL, "gRPC requests use POST");
+        reply_error_counted(c, st, 405, FN_GRPC_INTERNAL, "gRPC requests use POST");
         return;
     }
     if (!st->content_type_ok) {
-        reply_error(c, st, 415, FN_GRPC_INTERNAL,
-                    st->has_content_type ? "content-type is not application/grpc"
-                                         : "content-type missing (gRPC needs application/grpc)");
+        reply_error_counted(c, st, 415, FN_GRPC_INTERNAL,
+                            st->has_content_type
+                                ? "content-type is not application/grpc"
+                                : "content-type missing (gRPC needs application/grpc)");
         return;
     }
     if (st->bad_timeout) {
         /* As grpc-go does: a malformed header is a protocol error, not the caller's argument. */
-        reply_error(c, st, 200, FN_GRPC_INTERNAL, "malformed grpc-timeout");
+        reply_error_counted(c, st, 200, FN_GRPC_INTERNAL, "malformed grpc-timeout");
         return;
     }
     if (st->path_too_long) {
-        reply_error(c, st, 200, FN_GRPC_UNIMPLEMENTED, "unknown method (path too long)");
+        reply_error_counted(c, st, 200, FN_GRPC_UNIMPLEMENTED, "unknown method (path too long)");
         return;
     }
     const uint8_t *b = (const uint8_t *)st->body.data;
     if (st->body.len < PREFIX_BYTES) {
-        reply_error(c, st, 200, FN_GRPC_INTERNAL,
-                    st->body.len ? "truncated message prefix" : "request without a message");
+        reply_error_counted(c, st, 200, FN_GRPC_INTERNAL,
+                            st->body.len ? "truncated message prefix"
+                                         : "request without a message");
         return;
     }
     if (b[0] != 0) {
-        reply_error(c, st, 200, FN_GRPC_UNIMPLEMENTED,
-                    b[0] == 1 ? "compression not supported" : "bad message flags");
+        reply_error_counted(c, st, 200, FN_GRPC_UNIMPLEMENTED,
+                            b[0] == 1 ? "compression not supported" : "bad message flags");
         return;
     }
     size_t len = ((size_t)b[1] << 24) | ((size_t)b[2] << 16) | ((size_t)b[3] << 8) | b[4];
@@ -336,16 +444,18 @@ static void handle_request(grpc_conn *c, grpc_stream *st)
                      ? "message truncated: prefix says %zu bytes, got %zu"
                      : "unary call with more than one message (prefix says %zu bytes, got %zu)",
                  len, st->body.len - PREFIX_BYTES);
-        reply_error(c, st, 200, FN_GRPC_INTERNAL, msg);
+        reply_error_counted(c, st, 200, FN_GRPC_INTERNAL, msg);
+        return;
+    }
+    /* The Ranking methods score on a worker; health checks stay here, answered at once. */
+    if (strncmp(st->path, RANKING_PREFIX, sizeof RANKING_PREFIX - 1) == 0) {
+        submit_job(c, st, b + PREFIX_BYTES, len);
         return;
     }
     fn_rpc_reply r;
     memset(&r, 0, sizeof r);
     fn_server_dispatch(s, st->path, b + PREFIX_BYTES, len, st->deadline_ns, &r);
-    if (r.status == FN_GRPC_OK)
-        reply_ok(c, st, &r.body);
-    else
-        reply_error(c, st, 200, r.status, r.message);
+    reply_dispatched(c, st, &r);
     fn_buf_free(&r.body);
 }
 
@@ -359,6 +469,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     if (!st) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets just this stream */
     st->c = c;
     st->id = frame->hd.stream_id;
+    st->t0 = fn_now_ns();
     st->next = c->streams;
     if (c->streams) c->streams->prev = st;
     c->streams = st;
@@ -417,19 +528,20 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
     char msg[160];
     if (st->body.len + len > limit) {
         snprintf(msg, sizeof msg, "request message larger than the limit of %zu bytes", max_msg);
-        reply_error(c, st, 200, FN_GRPC_RESOURCE_EXHAUSTED, msg);
+        reply_error_counted(c, st, 200, FN_GRPC_RESOURCE_EXHAUSTED, msg);
         return 0;
     }
     if (c->buffered + len > CONN_BUFFER_FACTOR * limit) {
-        reply_error(c, st, 200, FN_GRPC_RESOURCE_EXHAUSTED,
-                    "too many request bytes in flight on this connection");
+        reply_error_counted(c, st, 200, FN_GRPC_RESOURCE_EXHAUSTED,
+                            "too many request bytes in flight on this connection");
         return 0;
     }
     size_t before = st->body.len;
     fn_buf_append(&st->body, data, len);
     if (st->body.oom) {
         st->body.len = before; /* what buffered counted */
-        reply_error(c, st, 200, FN_GRPC_RESOURCE_EXHAUSTED, "out of memory buffering the request");
+        reply_error_counted(c, st, 200, FN_GRPC_RESOURCE_EXHAUSTED,
+                            "out of memory buffering the request");
         return 0;
     }
     c->buffered += len;
@@ -442,7 +554,7 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
             snprintf(msg, sizeof msg,
                      "request message of %" PRIu32 " bytes is larger than the limit of %zu bytes",
                      declared, max_msg);
-            reply_error(c, st, 200, FN_GRPC_RESOURCE_EXHAUSTED, msg);
+            reply_error_counted(c, st, 200, FN_GRPC_RESOURCE_EXHAUSTED, msg);
         }
     }
     return 0;

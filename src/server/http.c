@@ -1,6 +1,8 @@
 /*
  * http.c - funneld's HTTP/1.1 listener (libevent's evhttp): the health
- * endpoints now, the RPC-over-HTTP endpoints of DESIGN.md later.
+ * endpoints and /metrics, answered in the loop thread, and Rank, whose body
+ * is copied into a job for the worker pool (workers.c) and answered when the
+ * job comes back, unless its connection went away meanwhile.
  *
  * Routing is one table of (path, allowed methods, handler). An unknown path
  * is 404 whatever the method; a known path with another method is 405 with
@@ -10,6 +12,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -19,6 +22,7 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "server_impl.h"
 
@@ -70,39 +74,166 @@ static int is_type(struct evhttp_request *req, const char *type)
     return ct && !strncasecmp(ct, type, n) && (ct[n] == 0 || ct[n] == ';' || ct[n] == ' ');
 }
 
-/* POST /funnel.v1.Ranking/Rank: a RankRequest as proto3 JSON or protobuf, the answer alike. */
-static void handle_rank(fn_server *s, struct evhttp_request *req)
+/*
+ * A Rank call on its way through the worker pool. req is NULL once the
+ * connection went away with the request still attached (libevent frees it
+ * then); the answer is dropped.
+ */
+typedef struct http_job {
+    fn_job job; /* first: the pool hands back this pointer */
+    struct evhttp_request *req;
+    int json;
+    uint64_t t0;
+    int64_t deadline_ns; /* from X-Request-Timeout-Ms; 0: none */
+    uint8_t *body;       /* a copy: the request's buffer belongs to the loop thread */
+    size_t n;
+    fn_status st;
+    fn_error err;
+    fn_buf out;
+} http_job;
+
+static void send_rank_reply(fn_server *s, http_job *j)
 {
-    int json = is_type(req, "application/json");
-    if (!json && !is_type(req, "application/protobuf") && !is_type(req, "application/x-protobuf")) {
-        reply(req, 415, "Unsupported Media Type",
-              "Content-Type must be application/json or application/protobuf\n");
-        return;
-    }
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    size_t n = evbuffer_get_length(in);
-    const uint8_t *body = n ? evbuffer_pullup(in, (ev_ssize_t)n) : (const uint8_t *)"";
-    if (json && n == 0) body = (const uint8_t *)"{}", n = 2;
-    fn_buf out = FN_BUF_INIT;
-    fn_error err = {0};
-    fn_status st = fn_server_rank(s, body, n, json, 0, &out, &err);
-    if (st != FN_OK) {
+    struct evhttp_request *req = j->req;
+    int code = HTTP_OK;
+    if (j->job.cancelled) {
+        code = HTTP_SERVUNAVAIL;
+        reply(req, code, "Service Unavailable", "server shutting down\n");
+    } else if (j->st != FN_OK) {
         char msg[FN_ERROR_MSG_MAX + 2];
-        snprintf(msg, sizeof msg, "%s\n", err.msg);
-        int code = st == FN_ERR_INVALID       ? HTTP_BADREQUEST
-                   : st == FN_ERR_UNSUPPORTED ? HTTP_SERVUNAVAIL
-                                              : HTTP_INTERNAL;
-        if (code == HTTP_INTERNAL) fn_log_error("funneld: Rank: %s", err.msg);
+        snprintf(msg, sizeof msg, "%s\n", j->err.msg);
+        code = j->st == FN_ERR_INVALID       ? HTTP_BADREQUEST
+               : j->st == FN_ERR_UNSUPPORTED ? HTTP_SERVUNAVAIL
+                                             : HTTP_INTERNAL;
+        if (code == HTTP_INTERNAL) fn_log_error("funneld: Rank: %s", j->err.msg);
         reply(req, code,
               code == HTTP_BADREQUEST    ? "Bad Request"
               : code == HTTP_SERVUNAVAIL ? "Service Unavailable"
                                          : "Internal Server Error",
               msg);
+    } else {
+        struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+        evhttp_add_header(h, "Content-Type", j->json ? "application/json" : "application/protobuf");
+        evhttp_add_header(h, "Cache-Control", "no-store");
+        struct evbuffer *buf = evbuffer_new();
+        if (buf) evbuffer_add(buf, j->out.data ? j->out.data : "", j->out.len);
+        evhttp_send_reply(req, HTTP_OK, "OK", buf);
+        if (buf) evbuffer_free(buf);
+    }
+    fn_metrics_request(s->metrics, FN_TRANSPORT_HTTP, FN_METHOD_RANK, code, fn_now_ns() - j->t0);
+}
+
+static void http_job_free(http_job *j)
+{
+    fn_buf_free(&j->out);
+    free(j->body);
+    free(j);
+}
+
+/*
+ * The connection of a request still being ranked is closing. A request still
+ * attached to it is freed with it, so the job forgets it; one libevent
+ * detached already (the client hung up while we worked) stays ours, and
+ * evhttp_send_reply frees it.
+ */
+static void on_rank_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+    http_job *j = arg;
+    if (j->req && evhttp_request_get_connection(j->req) == evcon) j->req = NULL;
+}
+
+static void run_rank(fn_server *s, fn_job *job)
+{
+    http_job *j = (http_job *)job;
+    j->st = fn_server_rank(s, j->body, j->n, j->json, j->deadline_ns, &j->out, &j->err);
+}
+
+static void done_rank(fn_server *s, fn_job *job)
+{
+    http_job *j = (http_job *)job;
+    if (j->req) {
+        struct evhttp_connection *evcon = evhttp_request_get_connection(j->req);
+        if (evcon) evhttp_connection_set_closecb(evcon, NULL, NULL);
+        send_rank_reply(s, j);
+    }
+    http_job_free(j);
+}
+
+/*
+ * POST /funnel.v1.Ranking/Rank: a RankRequest as proto3 JSON or protobuf, the
+ * answer alike. Scored on a worker thread; the reply is sent from done_rank.
+ */
+static void handle_rank(fn_server *s, struct evhttp_request *req)
+{
+    uint64_t t0 = fn_now_ns();
+    /* X-Request-Timeout-Ms: the caller's budget in milliseconds (fractions allowed), the HTTP
+     * counterpart of gRPC's grpc-timeout; stages that would not fit are skipped (degraded). */
+    int64_t deadline_ns = 0;
+    const char *tmo =
+        evhttp_find_header(evhttp_request_get_input_headers(req), "X-Request-Timeout-Ms");
+    if (tmo) {
+        char *end;
+        double ms = strtod(tmo, &end);
+        if (end == tmo || *end || !(ms > 0 && ms <= 3.6e6)) {
+            reply(req, HTTP_BADREQUEST, "Bad Request",
+                  "X-Request-Timeout-Ms must be a number of milliseconds above 0\n");
+            fn_metrics_request(s->metrics, FN_TRANSPORT_HTTP, FN_METHOD_RANK, HTTP_BADREQUEST,
+                               fn_now_ns() - t0);
+            return;
+        }
+        deadline_ns = (int64_t)t0 + (int64_t)(ms * 1e6);
+    }
+    int json = is_type(req, "application/json");
+    if (!json && !is_type(req, "application/protobuf") && !is_type(req, "application/x-protobuf")) {
+        reply(req, 415, "Unsupported Media Type",
+              "Content-Type must be application/json or application/protobuf\n");
+        fn_metrics_request(s->metrics, FN_TRANSPORT_HTTP, FN_METHOD_RANK, 415, fn_now_ns() - t0);
+        return;
+    }
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t n = evbuffer_get_length(in);
+    http_job *j = calloc(1, sizeof *j);
+    if (j) j->body = malloc(n ? n : 2);
+    if (!j || !j->body) {
+        if (j) free(j);
+        reply(req, HTTP_SERVUNAVAIL, "Service Unavailable", "out of memory\n");
+        fn_metrics_request(s->metrics, FN_TRANSPORT_HTTP, FN_METHOD_RANK, HTTP_SERVUNAVAIL,
+                           fn_now_ns() - t0);
+        return;
+    }
+    if (n) evbuffer_copyout(in, j->body, n);
+    if (json && n == 0) memcpy(j->body, "{}", 2), n = 2;
+    j->n = n;
+    j->json = json;
+    j->t0 = t0;
+    j->deadline_ns = deadline_ns;
+    j->req = req;
+    j->out = (fn_buf)FN_BUF_INIT;
+    j->job.run = run_rank;
+    j->job.done = done_rank;
+    if (fn_workers_submit(s, &j->job) != 0) {
+        http_job_free(j);
+        reply(req, HTTP_SERVUNAVAIL, "Service Unavailable", "server busy\n");
+        fn_metrics_request(s->metrics, FN_TRANSPORT_HTTP, FN_METHOD_RANK, HTTP_SERVUNAVAIL,
+                           fn_now_ns() - t0);
+        return;
+    }
+    /* Set after the submit: a refused job must not leave a callback behind. */
+    evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_rank_conn_close, j);
+}
+
+/* GET /metrics: Prometheus' text exposition format, version 0.0.4. */
+static void handle_metrics(fn_server *s, struct evhttp_request *req)
+{
+    fn_buf out = FN_BUF_INIT;
+    fn_metrics_render(s, &out);
+    if (out.oom) {
         fn_buf_free(&out);
+        reply(req, HTTP_INTERNAL, "Internal Server Error", "out of memory\n");
         return;
     }
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Content-Type", json ? "application/json" : "application/protobuf");
+    evhttp_add_header(h, "Content-Type", "text/plain; version=0.0.4");
     evhttp_add_header(h, "Cache-Control", "no-store");
     struct evbuffer *buf = evbuffer_new();
     if (buf) evbuffer_add(buf, out.data ? out.data : "", out.len);
@@ -116,6 +247,7 @@ static const route routes[] = {
     {"/twirp/funnel.v1.Ranking/Rank", EVHTTP_REQ_POST, "POST", handle_rank},
     {"/healthz", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "GET, HEAD", handle_healthz},
     {"/readyz", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "GET, HEAD", handle_readyz},
+    {"/metrics", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "GET, HEAD", handle_metrics},
 };
 
 static void on_request(struct evhttp_request *req, void *arg)

@@ -1,8 +1,9 @@
 /*
  * main.c - funneld: reads its settings, then brings the server up in a
- * visible order (context and loop, store, models, listeners), marks it ready,
- * runs the loop until SIGINT/SIGTERM and shuts down in reverse. Exit codes:
- * 0 after a clean shutdown, 1 on a failure, 2 on bad usage.
+ * visible order (context and loop, store, models, listeners, worker threads),
+ * marks it ready, runs the loop until SIGINT/SIGTERM and shuts down in
+ * reverse. Exit codes: 0 after a clean shutdown, 1 on a failure, 2 on bad
+ * usage.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -69,9 +70,13 @@ int main(int argc, char **argv)
         rc = fail("starting the gRPC listener", &err);
         goto done;
     }
+    if (fn_server_start_workers(srv, &err) != FN_OK) {
+        rc = fail("starting the worker threads", &err);
+        goto done;
+    }
     fn_server_set_ready(srv);
-    fn_log_info("funneld %s: HTTP/1.1 listening on %s (GET /healthz, /readyz)", FUNNEL_VERSION,
-                fn_server_http_address(srv));
+    fn_log_info("funneld %s: HTTP/1.1 listening on %s (GET /healthz, /readyz, /metrics)",
+                FUNNEL_VERSION, fn_server_http_address(srv));
     fn_log_info("funneld %s: gRPC listening on %s (h2c)", FUNNEL_VERSION,
                 fn_server_grpc_address(srv));
     /* On stdout too, for scripts that started us with --http-port 0 or --grpc-port 0. */

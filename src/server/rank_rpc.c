@@ -39,6 +39,8 @@ fn_status fn_server_rank(fn_server *s, const uint8_t *body, size_t n, int json, 
     if (st == FN_OK && !arena) st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
     Funnel__V1__RankResponse resp;
     if (st == FN_OK) st = fn_pipeline_rank(p, req, deadline_ns, arena, &resp, err);
+    /* Stage timings and candidate counts feed /metrics while resp still exists. */
+    if (st == FN_OK) fn_metrics_rank_response(s->metrics, &resp);
     if (st == FN_OK) {
         if (json) {
             fn_pbjson_encode(&resp.base, out);

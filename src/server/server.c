@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/thread.h>
+
 #include "common/log.h"
 #include "pipeline.h"
 
@@ -49,15 +51,29 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
         fn_log_error("funneld: reload failed, still serving the previous pipeline: %s", err.msg);
 }
 
+/* Worker threads wake the loop with event_active: the base needs libevent's locking. */
+static int evthread_status = -1;
+static void use_pthreads(void)
+{
+    evthread_status = evthread_use_pthreads();
+}
+
 fn_status fn_server_new(const fn_server_config *cfg, fn_server **out, fn_error *err)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, use_pthreads);
+    if (evthread_status != 0)
+        return fn_error_set(err, FN_ERR_INTERNAL, "enabling libevent's thread support failed");
     event_set_log_callback(on_libevent_log);
     fn_server *s = calloc(1, sizeof *s);
     if (!s) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
     s->cfg = *cfg;
     pthread_mutex_init(&s->pipeline_lock, NULL);
     s->base = event_base_new();
-    if (!s->base) {
+    s->metrics = fn_metrics_new();
+    if (!s->base || !s->metrics) {
+        if (s->base) event_base_free(s->base);
+        fn_metrics_free(s->metrics);
         free(s);
         return fn_error_set(err, FN_ERR_INTERNAL, "creating the event loop (libevent) failed");
     }
@@ -82,6 +98,11 @@ fn_status fn_server_open_store(fn_server *s, fn_error *err)
                     "serving without it",
                     s->cfg.store_dir);
     return FN_OK;
+}
+
+fn_status fn_server_start_workers(fn_server *s, fn_error *err)
+{
+    return fn_workers_start(s, err);
 }
 
 fn_status fn_server_start_http(fn_server *s, fn_error *err)
@@ -120,6 +141,8 @@ void fn_server_stop(fn_server *s)
 void fn_server_free(fn_server *s)
 {
     if (!s) return;
+    /* Calls in flight are answered (or cancelled) while their connections still exist. */
+    fn_workers_stop(s);
     fn_grpc_stop(s);
     fn_http_stop(s);
     /* The pipeline (store, models, tables) closes after the listeners. */
@@ -129,5 +152,6 @@ void fn_server_free(fn_server *s)
     if (s->sigint) event_free(s->sigint);
     if (s->base) event_base_free(s->base);
     pthread_mutex_destroy(&s->pipeline_lock);
+    fn_metrics_free(s->metrics);
     free(s);
 }

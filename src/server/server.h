@@ -38,6 +38,12 @@ fn_status fn_server_open_store(fn_server *s, fn_error *err);
  */
 fn_status fn_server_load_pipeline(fn_server *s, fn_error *err);
 
+/*
+ * Starts the worker threads that run RPCs (cfg->workers, 0: one per online
+ * CPU) and their queue (cfg->queue). Without them RPCs are refused as busy.
+ */
+fn_status fn_server_start_workers(fn_server *s, fn_error *err);
+
 /* Binds the HTTP/1.1 listener to cfg->host:cfg->http_port. */
 fn_status fn_server_start_http(fn_server *s, fn_error *err);
 

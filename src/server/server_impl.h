@@ -33,6 +33,9 @@ struct fn_server {
     struct fn_grpc *grpc;
     char grpc_address[80]; /* "host:port" as bound */
     uint16_t grpc_port;
+    /* The threads RPCs run on (workers.c) and the counters /metrics shows (metrics.c). */
+    struct fn_workers *workers;
+    struct fn_metrics *metrics;
 };
 
 /* Starts the HTTP/1.1 listener (http.c). */
@@ -96,5 +99,70 @@ struct fn_pipeline *fn_server_pipeline_acquire(fn_server *s);
  */
 fn_status fn_server_rank(fn_server *s, const uint8_t *body, size_t n, int json, int64_t deadline_ns,
                          fn_buf *out, fn_error *err);
+
+/* ---- worker pool (workers.c) ---------------------------------------------- */
+
+/*
+ * One call handed from the event-loop thread to a worker: run() on a worker
+ * thread, then done() on the loop thread, which alone may touch transport
+ * objects (requests, streams, connections). At shutdown a job not started
+ * yet gets done() without run(), with cancelled set. A transport embeds it
+ * as the first member of its own job, which owns copies of what run() reads.
+ */
+typedef struct fn_job fn_job;
+struct fn_job {
+    fn_job *next;
+    void (*run)(fn_server *s, fn_job *job);
+    void (*done)(fn_server *s, fn_job *job);
+    int cancelled;
+};
+
+typedef struct fn_workers fn_workers;
+
+/* Starts cfg.workers threads (0: one per online CPU) behind a queue of cfg.queue jobs. */
+fn_status fn_workers_start(fn_server *s, fn_error *err);
+/*
+ * Queues job (loop thread only). -1 when the queue is full or the pool is not
+ * running: the job was not taken and the caller answers "server busy".
+ */
+int fn_workers_submit(fn_server *s, fn_job *job);
+/* Jobs waiting for a worker, and the number of worker threads (0 without a pool). */
+size_t fn_workers_queued(fn_server *s);
+int fn_workers_threads(const fn_server *s);
+/*
+ * Cancels queued jobs, waits for running ones, joins the threads and runs
+ * every pending done() on the caller (the loop thread, with the loop
+ * stopped). Call before the transports close. Safe when not started.
+ */
+void fn_workers_stop(fn_server *s);
+
+/* ---- metrics (metrics.c) -------------------------------------------------- */
+
+typedef enum fn_transport { FN_TRANSPORT_HTTP, FN_TRANSPORT_GRPC, FN_N_TRANSPORTS } fn_transport;
+typedef enum fn_method {
+    FN_METHOD_RANK,
+    FN_METHOD_SUGGEST,
+    FN_METHOD_ENCODE,
+    FN_METHOD_CHECK,
+    FN_METHOD_UNKNOWN,
+    FN_N_METHODS
+} fn_method;
+
+typedef struct fn_metrics fn_metrics;
+struct Funnel__V1__RankResponse;
+
+fn_metrics *fn_metrics_new(void);
+void fn_metrics_free(fn_metrics *m);
+/* The method a path ("/funnel.v1.Ranking/Rank") names; FN_METHOD_UNKNOWN for others. */
+fn_method fn_method_of(const char *path);
+/*
+ * One answered request (any thread; m may be NULL): code is the HTTP status
+ * (200 is success) or the gRPC status (0 is success); nanos from its arrival.
+ */
+void fn_metrics_request(fn_metrics *m, fn_transport t, fn_method method, int code, uint64_t nanos);
+/* The per-stage timings and candidate counts of one Rank response (any thread). */
+void fn_metrics_rank_response(fn_metrics *m, const struct Funnel__V1__RankResponse *resp);
+/* Appends the Prometheus text exposition (format 0.0.4) of s's metrics to out. */
+void fn_metrics_render(fn_server *s, fn_buf *out);
 
 #endif

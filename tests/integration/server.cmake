@@ -30,3 +30,12 @@ add_test(NAME integration.server_reload
                  --funnel $<TARGET_FILE:funnel> --funneld $<TARGET_FILE:funneld>
                  --data ${FUNNEL_DATA_DIR} --proto ${PROJECT_SOURCE_DIR}/proto)
 set_tests_properties(integration.server_reload PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
+
+# The worker pool and /metrics under load: 200 concurrent Rank calls over HTTP and over gRPC
+# with /healthz answering meanwhile, clients that go away, a full queue answering "server
+# busy" (--workers 1 --queue 1), the Prometheus text of /metrics, SIGTERM during load.
+add_test(NAME integration.server_load
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_server_load.py
+                 --funnel $<TARGET_FILE:funnel> --funneld $<TARGET_FILE:funneld>
+                 --data ${FUNNEL_DATA_DIR} --proto ${PROJECT_SOURCE_DIR}/proto)
+set_tests_properties(integration.server_load PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
