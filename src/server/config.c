@@ -129,10 +129,14 @@ void fn_server_config_usage(FILE *out)
     fprintf(out, "usage: funneld [options]\n\n"
                  "funnel's ranking server. With --config it serves the ranking pipeline over\n"
                  "HTTP/1.1: POST /funnel.v1.Ranking/Rank (also /twirp/funnel.v1.Ranking/Rank)\n"
-                 "with an application/json (proto3 JSON) or application/protobuf RankRequest;\n"
-                 "always GET /healthz (200 while the process serves), GET /readyz (200 once\n"
-                 "started, 503 before) and GET /metrics (Prometheus text format). SIGINT or "
-                 "SIGTERM stops it cleanly.\n\noptions:\n");
+                 "with an application/json (proto3 JSON) or application/protobuf RankRequest\n"
+                 "(X-Request-Timeout-Ms: the call's budget), and over gRPC (HTTP/2 cleartext):\n"
+                 "funnel.v1.Ranking/Rank (grpc-timeout honoured), grpc.health.v1.Health/Check.\n"
+                 "Always GET /healthz (200 while the process serves), GET /readyz (200 once\n"
+                 "started, 503 before) and GET /metrics (Prometheus text format). SIGHUP or\n"
+                 "POST /admin/reload reloads the configuration and what it names (a failed\n"
+                 "reload keeps the running pipeline). SIGINT or SIGTERM stops it cleanly.\n"
+                 "\noptions:\n");
     for (size_t i = 0; i < N_SETTINGS; i++) {
         const setting *s = &settings[i];
         char flag[64];

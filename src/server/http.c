@@ -222,6 +222,64 @@ static void handle_rank(fn_server *s, struct evhttp_request *req)
     evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_rank_conn_close, j);
 }
 
+/* ---- POST /admin/reload: the SIGHUP reload as a call that answers how it went ---- */
+
+static void run_reload(fn_server *s, fn_job *job)
+{
+    http_job *j = (http_job *)job;
+    j->st = fn_server_load_pipeline(s, &j->err);
+}
+
+static void done_reload(fn_server *s, fn_job *job)
+{
+    (void)s;
+    http_job *j = (http_job *)job;
+    if (j->req) {
+        struct evhttp_connection *evcon = evhttp_request_get_connection(j->req);
+        if (evcon) evhttp_connection_set_closecb(evcon, NULL, NULL);
+        char msg[FN_ERROR_MSG_MAX + 64];
+        if (j->job.cancelled) {
+            reply(j->req, HTTP_SERVUNAVAIL, "Service Unavailable", "server shutting down\n");
+        } else if (j->st != FN_OK) {
+            snprintf(msg, sizeof msg, "reload failed, the previous pipeline stays: %s\n",
+                     j->err.msg);
+            reply(j->req, HTTP_INTERNAL, "Internal Server Error", msg);
+        } else {
+            reply(j->req, HTTP_OK, "OK", "reloaded\n");
+        }
+    }
+    http_job_free(j);
+}
+
+/*
+ * Reloads the configuration and everything it names on a worker thread (the loop keeps
+ * serving); requests under way finish on the pipeline they started with. Only for callers
+ * that can reach the listening address (127.0.0.1 by default).
+ */
+static void handle_reload(fn_server *s, struct evhttp_request *req)
+{
+    if (!s->cfg.config_path) {
+        reply(req, HTTP_SERVUNAVAIL, "Service Unavailable",
+              "no pipeline to reload: funneld was started without --config\n");
+        return;
+    }
+    http_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        reply(req, HTTP_SERVUNAVAIL, "Service Unavailable", "out of memory\n");
+        return;
+    }
+    j->req = req;
+    j->out = (fn_buf)FN_BUF_INIT;
+    j->job.run = run_reload;
+    j->job.done = done_reload;
+    if (fn_workers_submit(s, &j->job) != 0) {
+        http_job_free(j);
+        reply(req, HTTP_SERVUNAVAIL, "Service Unavailable", "server busy\n");
+        return;
+    }
+    evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_rank_conn_close, j);
+}
+
 /* GET /metrics: Prometheus' text exposition format, version 0.0.4. */
 static void handle_metrics(fn_server *s, struct evhttp_request *req)
 {
@@ -248,6 +306,7 @@ static const route routes[] = {
     {"/healthz", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "GET, HEAD", handle_healthz},
     {"/readyz", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "GET, HEAD", handle_readyz},
     {"/metrics", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "GET, HEAD", handle_metrics},
+    {"/admin/reload", EVHTTP_REQ_POST, "POST", handle_reload},
 };
 
 static void on_request(struct evhttp_request *req, void *arg)

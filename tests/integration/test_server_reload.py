@@ -4,7 +4,8 @@
 Reload: while a client thread sends Rank requests without pause, the configuration is
 replaced (page default size 10 -> 7) and funneld gets SIGHUP: pages of 7 follow, and no
 request fails meanwhile; then a broken configuration and SIGHUP: the log says the reload
-failed and the previous pipeline keeps serving. Deadlines: a gRPC call without one is not
+failed and the previous pipeline keeps serving; POST /admin/reload answers 500 naming the
+broken part, and 200 once the configuration is good again (pages of 10). Deadlines: a gRPC call without one is not
 degraded; an HTTP call whose X-Request-Timeout-Ms budget is far below the rank stage's
 time is answered from the recall stage with "rank" and "page" named in `degraded`, a
 roomy budget is not degraded, and a malformed one is a 400. The server is
@@ -83,6 +84,15 @@ def main():
                 time.sleep(0.1)
             check("reload failed" in srv.log() and "missing.safetensors" in srv.log(),
                   "failed reload not logged: %s" % srv.log()[-800:])
+            # the admin call: the broken configuration is refused with its reason
+            try:
+                urllib.request.urlopen(urllib.request.Request(
+                    "http://127.0.0.1:%d/admin/reload" % port, data=b"", method="POST"),
+                    timeout=60)
+                check(False, "a broken configuration reloaded")
+            except urllib.error.HTTPError as e:
+                body = e.read()
+                check(e.code == 500 and b"missing.safetensors" in body, "admin reload: %r" % body)
             time.sleep(0.5)
             stop.set()
             t.join(timeout=60)
@@ -90,6 +100,14 @@ def main():
             check(len(sizes) > n_before and all(s == 7 for s in sizes[n_before:]),
                   "the previous pipeline did not keep serving: %r" % sizes[n_before:][:5])
             check(len(sizes) > 20, "too few requests during the reloads: %d" % len(sizes))
+            # and a good one: back to 10 items by the admin call
+            conf["page"]["default_size"] = 10
+            write_config(cpath, conf)
+            with urllib.request.urlopen(urllib.request.Request(
+                    "http://127.0.0.1:%d/admin/reload" % port, data=b"", method="POST"),
+                    timeout=60) as resp:
+                check(resp.status == 200, "admin reload")
+            check(len(rank_http(port, {"userId": "196"})["items"]) == 10, "reloaded by the call")
 
             # deadlines over gRPC: a deadline shorter than the rank stage skips it
             gen = os.path.join(tmp, "gen")
