@@ -77,10 +77,12 @@ def percentiles(log_path):
     return len(lat), ok, lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
 
 
-def h2load(url, body_path, headers, rate, seconds, h1, tmp, clients=None):
-    """Fixed-rate load: `clients` connections at rate/clients requests/s each."""
-    clients = clients or max(1, min(8, rate // 25))
-        log = os.path.join(tmp, "h2load.log")
+def h2load(url, body_path, headers, rate, seconds, h1, tmp, clients=1):
+    """Fixed-rate load: `clients` connections at rate/clients requests/s each. h2load's
+    clients fire on the same clock, so n clients send bursts of n at once; one client (an
+    HTTP/1.1 connection carries one request at a time) is a steady stream as long as a
+    request takes less than 1/rate."""
+    log = os.path.join(tmp, "h2load.log")
     if os.path.exists(log):
         os.unlink(log)  # h2load appends
     cmd = ["h2load", "-c", str(clients), "--rps", str(rate / clients), "-D", str(seconds),
@@ -139,6 +141,9 @@ def main():
             ctype = "content-type: application/json"
             rows.append(("(a) recommendation, HTTP/1.1 JSON", args.rate_rec,
                          h2load(url, rec_path, [ctype], args.rate_rec, args.seconds, True, tmp)))
+            rows.append(("(a) recommendation, HTTP/1.1 JSON, 4 clients in step (bursts of 4)",
+                         args.rate_rec, h2load(url, rec_path, [ctype], args.rate_rec,
+                                               args.seconds, True, tmp, clients=4)))
             sys.path.insert(0, os.path.join(tmp, "gen"))
             os.makedirs(os.path.join(tmp, "gen"))
             subprocess.run(["protoc", "-I", os.path.join(ROOT, "proto"), "--python_out",
@@ -155,7 +160,7 @@ def main():
                                 args.rate_rec, args.seconds, False, tmp)))
             rows.append(("(b) search, warm cache (the query's vector cached)", args.rate_search,
                          h2load(url, search_path, [ctype], args.rate_search, args.seconds, True,
-                                tmp)))
+                                tmp, clients=2)))
             stages_rec = stage_means(port, rec)
             stages_warm = stage_means(port, search)
             wrk = subprocess.run(["wrk", "-t", "2", "-c", str(args.connections), "-d",
@@ -177,7 +182,7 @@ def main():
             url = "http://127.0.0.1:%d/funnel.v1.Ranking/Rank" % port
             rows.append(("(b) search, cold cache (every query encoded)", args.rate_search,
                          h2load(url, search_path, [ctype], args.rate_search, args.seconds, True,
-                                tmp)))
+                                tmp, clients=2)))
             stages_cold = stage_means(port, search, 20)
         finally:
             stop(srv)
