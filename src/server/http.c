@@ -85,7 +85,11 @@ typedef struct http_job {
     int json;
     uint64_t t0;
     int64_t deadline_ns; /* from X-Request-Timeout-Ms; 0: none */
-    uint8_t *body;       /* a copy: the request's buffer belongs to the loop thread */
+    /* the call (fn_server_rank or fn_server_encode) and its method for /metrics */
+    fn_status (*call)(fn_server *s, const uint8_t *body, size_t n, int json, int64_t deadline_ns,
+                      fn_buf *out, fn_error *err);
+    int method;
+    uint8_t *body; /* a copy: the request's buffer belongs to the loop thread */
     size_t n;
     fn_status st;
     fn_error err;
@@ -105,7 +109,9 @@ static void send_rank_reply(fn_server *s, http_job *j)
         code = j->st == FN_ERR_INVALID       ? HTTP_BADREQUEST
                : j->st == FN_ERR_UNSUPPORTED ? HTTP_SERVUNAVAIL
                                              : HTTP_INTERNAL;
-        if (code == HTTP_INTERNAL) fn_log_error("funneld: Rank: %s", j->err.msg);
+        if (code == HTTP_INTERNAL)
+            fn_log_error("funneld: %s: %s", j->method == FN_METHOD_ENCODE ? "Encode" : "Rank",
+                         j->err.msg);
         reply(req, code,
               code == HTTP_BADREQUEST    ? "Bad Request"
               : code == HTTP_SERVUNAVAIL ? "Service Unavailable"
@@ -120,7 +126,7 @@ static void send_rank_reply(fn_server *s, http_job *j)
         evhttp_send_reply(req, HTTP_OK, "OK", buf);
         if (buf) evbuffer_free(buf);
     }
-    fn_metrics_request(s->metrics, FN_TRANSPORT_HTTP, FN_METHOD_RANK, code, fn_now_ns() - j->t0);
+    fn_metrics_request(s->metrics, FN_TRANSPORT_HTTP, j->method, code, fn_now_ns() - j->t0);
 }
 
 static void http_job_free(http_job *j)
@@ -145,7 +151,7 @@ static void on_rank_conn_close(struct evhttp_connection *evcon, void *arg)
 static void run_rank(fn_server *s, fn_job *job)
 {
     http_job *j = (http_job *)job;
-    j->st = fn_server_rank(s, j->body, j->n, j->json, j->deadline_ns, &j->out, &j->err);
+    j->st = j->call(s, j->body, j->n, j->json, j->deadline_ns, &j->out, &j->err);
 }
 
 static void done_rank(fn_server *s, fn_job *job)
@@ -160,10 +166,14 @@ static void done_rank(fn_server *s, fn_job *job)
 }
 
 /*
- * POST /funnel.v1.Ranking/Rank: a RankRequest as proto3 JSON or protobuf, the
- * answer alike. Scored on a worker thread; the reply is sent from done_rank.
+ * A pipeline call over HTTP (POST /funnel.v1.Ranking/Rank or /Encode): the request
+ * as proto3 JSON or protobuf, the answer alike. Run on a worker thread; the reply
+ * is sent from done_rank on the loop thread.
  */
-static void handle_rank(fn_server *s, struct evhttp_request *req)
+static void handle_call(fn_server *s, struct evhttp_request *req,
+                        fn_status (*call)(fn_server *, const uint8_t *, size_t, int, int64_t,
+                                          fn_buf *, fn_error *),
+                        int method)
 {
     uint64_t t0 = fn_now_ns();
     /* X-Request-Timeout-Ms: the caller's budget in milliseconds (fractions allowed), the HTTP
@@ -177,7 +187,7 @@ static void handle_rank(fn_server *s, struct evhttp_request *req)
         if (end == tmo || *end || !(ms > 0 && ms <= 3.6e6)) {
             reply(req, HTTP_BADREQUEST, "Bad Request",
                   "X-Request-Timeout-Ms must be a number of milliseconds above 0\n");
-            fn_metrics_request(s->metrics, FN_TRANSPORT_HTTP, FN_METHOD_RANK, HTTP_BADREQUEST,
+            fn_metrics_request(s->metrics, FN_TRANSPORT_HTTP, method, HTTP_BADREQUEST,
                                fn_now_ns() - t0);
             return;
         }
@@ -187,7 +197,7 @@ static void handle_rank(fn_server *s, struct evhttp_request *req)
     if (!json && !is_type(req, "application/protobuf") && !is_type(req, "application/x-protobuf")) {
         reply(req, 415, "Unsupported Media Type",
               "Content-Type must be application/json or application/protobuf\n");
-        fn_metrics_request(s->metrics, FN_TRANSPORT_HTTP, FN_METHOD_RANK, 415, fn_now_ns() - t0);
+        fn_metrics_request(s->metrics, FN_TRANSPORT_HTTP, method, 415, fn_now_ns() - t0);
         return;
     }
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -197,7 +207,7 @@ static void handle_rank(fn_server *s, struct evhttp_request *req)
     if (!j || !j->body) {
         if (j) free(j);
         reply(req, HTTP_SERVUNAVAIL, "Service Unavailable", "out of memory\n");
-        fn_metrics_request(s->metrics, FN_TRANSPORT_HTTP, FN_METHOD_RANK, HTTP_SERVUNAVAIL,
+        fn_metrics_request(s->metrics, FN_TRANSPORT_HTTP, method, HTTP_SERVUNAVAIL,
                            fn_now_ns() - t0);
         return;
     }
@@ -209,17 +219,31 @@ static void handle_rank(fn_server *s, struct evhttp_request *req)
     j->deadline_ns = deadline_ns;
     j->req = req;
     j->out = (fn_buf)FN_BUF_INIT;
+    j->call = call;
+    j->method = method;
     j->job.run = run_rank;
     j->job.done = done_rank;
     if (fn_workers_submit(s, &j->job) != 0) {
         http_job_free(j);
         reply(req, HTTP_SERVUNAVAIL, "Service Unavailable", "server busy\n");
-        fn_metrics_request(s->metrics, FN_TRANSPORT_HTTP, FN_METHOD_RANK, HTTP_SERVUNAVAIL,
+        fn_metrics_request(s->metrics, FN_TRANSPORT_HTTP, method, HTTP_SERVUNAVAIL,
                            fn_now_ns() - t0);
         return;
     }
     /* Set after the submit: a refused job must not leave a callback behind. */
     evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_rank_conn_close, j);
+}
+
+/* POST /funnel.v1.Ranking/Rank: a RankRequest, the page back. */
+static void handle_rank(fn_server *s, struct evhttp_request *req)
+{
+    handle_call(s, req, fn_server_rank, FN_METHOD_RANK);
+}
+
+/* POST /funnel.v1.Ranking/Encode: texts to embeddings (EncodeRequest / EncodeResponse). */
+static void handle_encode(fn_server *s, struct evhttp_request *req)
+{
+    handle_call(s, req, fn_server_encode, FN_METHOD_ENCODE);
 }
 
 /* ---- POST /admin/reload: the SIGHUP reload as a call that answers how it went ---- */
@@ -303,6 +327,8 @@ static void handle_metrics(fn_server *s, struct evhttp_request *req)
 static const route routes[] = {
     {"/funnel.v1.Ranking/Rank", EVHTTP_REQ_POST, "POST", handle_rank},
     {"/twirp/funnel.v1.Ranking/Rank", EVHTTP_REQ_POST, "POST", handle_rank},
+    {"/funnel.v1.Ranking/Encode", EVHTTP_REQ_POST, "POST", handle_encode},
+    {"/twirp/funnel.v1.Ranking/Encode", EVHTTP_REQ_POST, "POST", handle_encode},
     {"/healthz", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "GET, HEAD", handle_healthz},
     {"/readyz", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "GET, HEAD", handle_readyz},
     {"/metrics", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "GET, HEAD", handle_metrics},

@@ -56,4 +56,14 @@ size_t fn_pipeline_versions(const fn_pipeline *p, const char *const **names,
 fn_status fn_pipeline_rank(fn_pipeline *p, const Funnel__V1__RankRequest *req, int64_t deadline_ns,
                            fn_arena *arena, Funnel__V1__RankResponse *resp, fn_error *err);
 
+/*
+ * Encodes the request's texts (1 to FN_PIPELINE_MAX_TEXTS, each valid UTF-8 of at most
+ * FN_PIPELINE_MAX_TEXT_BYTES) with the pipeline's encoder into resp (in arena).
+ * FN_ERR_UNSUPPORTED when the configuration has no encoder.
+ */
+#define FN_PIPELINE_MAX_TEXTS      256
+#define FN_PIPELINE_MAX_TEXT_BYTES 65536
+fn_status fn_pipeline_encode(fn_pipeline *p, const Funnel__V1__EncodeRequest *req, fn_arena *arena,
+                             Funnel__V1__EncodeResponse *resp, fn_error *err);
+
 #endif

@@ -541,3 +541,47 @@ fn_status fn_pipeline_rank(fn_pipeline *p, const Funnel__V1__RankRequest *q, int
     }
     return st;
 }
+
+/* ---- Encode ---- */
+
+fn_status fn_pipeline_encode(fn_pipeline *p, const Funnel__V1__EncodeRequest *req, fn_arena *arena,
+                             Funnel__V1__EncodeResponse *resp, fn_error *err)
+{
+    if (!p->encoder)
+        return fn_error_set(err, FN_ERR_UNSUPPORTED,
+                            "this pipeline has no encoder (configuration "
+                            "key \"encoder\")");
+    const size_t n = req->n_texts;
+    if (n < 1 || n > FN_PIPELINE_MAX_TEXTS)
+        return fn_error_set(err, FN_ERR_INVALID, "texts: %zu of them, give 1 to %d", n,
+                            FN_PIPELINE_MAX_TEXTS);
+    size_t *lens = fn_arena_alloc(arena, n * sizeof *lens);
+    if (!lens) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const char *t = req->texts[i] ? req->texts[i] : "";
+        lens[i] = strlen(t);
+        if (lens[i] > FN_PIPELINE_MAX_TEXT_BYTES)
+            return fn_error_set(err, FN_ERR_INVALID, "texts[%zu]: %zu bytes, at most %d", i,
+                                lens[i], FN_PIPELINE_MAX_TEXT_BYTES);
+        if (!utf8_valid((const unsigned char *)t, lens[i]))
+            return fn_error_set(err, FN_ERR_INVALID, "texts[%zu]: not valid UTF-8", i);
+    }
+    const size_t dim = fn_encoder_dim(p->encoder);
+    float *v = fn_arena_alloc(arena, n * dim * sizeof *v);
+    Funnel__V1__Embedding **rows = fn_arena_alloc(arena, n * sizeof *rows);
+    if (!v || !rows) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+    fn_status st = fn_encoder_encode(p->encoder, (const char *const *)req->texts, lens, n, v, err);
+    if (st != FN_OK) return st;
+    funnel__v1__encode_response__init(resp);
+    for (size_t i = 0; i < n; i++) {
+        Funnel__V1__Embedding *e = fn_arena_alloc(arena, sizeof *e);
+        if (!e) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+        funnel__v1__embedding__init(e);
+        e->n_values = dim;
+        e->values = v + i * dim;
+        rows[i] = e;
+    }
+    resp->embeddings = rows;
+    resp->n_embeddings = n;
+    return FN_OK;
+}

@@ -1,8 +1,8 @@
 /*
- * rank_rpc.c - the Rank call as both transports serve it: the request
- * decoded from protobuf or proto3 JSON, run through the current pipeline
- * (a reference held for the whole call, so a reload cannot pull it away),
- * the response encoded the same way the request came.
+ * rank_rpc.c - the Rank and Encode calls as both transports serve them:
+ * the request decoded from protobuf or proto3 JSON, run through the current
+ * pipeline (a reference held for the whole call, so a reload cannot pull it
+ * away), the response encoded the same way the request came.
  */
 #include <stdio.h>
 #include <string.h>
@@ -15,40 +15,42 @@
 #include "proto/pbjson.h"
 #include "server_impl.h"
 
-fn_status fn_server_rank(fn_server *s, const uint8_t *body, size_t n, int json, int64_t deadline_ns,
-                         fn_buf *out, fn_error *err)
+/* One pipeline call: decoded request in, response (in arena) out; fills the metrics hook. */
+typedef fn_status (*pipeline_call)(fn_server *s, fn_pipeline *p, const ProtobufCMessage *req,
+                                   int64_t deadline_ns, fn_arena *arena, ProtobufCMessage *resp,
+                                   fn_error *err);
+
+/*
+ * The shape of every RPC over the pipeline: decode (protobuf or proto3 JSON), run on a
+ * reference to the current pipeline, encode the response the way the request came.
+ */
+static fn_status serve(fn_server *s, const ProtobufCMessageDescriptor *req_desc, pipeline_call call,
+                       ProtobufCMessage *resp, const uint8_t *body, size_t n, int json,
+                       int64_t deadline_ns, fn_buf *out, fn_error *err)
 {
     fn_pipeline *p = fn_server_pipeline_acquire(s);
     if (!p)
         return fn_error_set(err, FN_ERR_UNSUPPORTED,
                             "no ranking pipeline: funneld was started without --config");
-    Funnel__V1__RankRequest *req = NULL;
+    ProtobufCMessage *req = NULL;
     fn_status st = FN_OK;
     if (json) {
-        ProtobufCMessage *m = NULL;
-        st = fn_pbjson_parse(&funnel__v1__rank_request__descriptor, (const char *)body, n, 0, &m,
-                             err);
-        req = (Funnel__V1__RankRequest *)m;
-    } else {
-        req = funnel__v1__rank_request__unpack(NULL, n, body);
-        if (!req)
-            st = fn_error_set(err, FN_ERR_INVALID,
-                              "the body is not a funnel.v1.RankRequest in protobuf encoding");
+        st = fn_pbjson_parse(req_desc, (const char *)body, n, 0, &req, err);
+    } else if (!(req = protobuf_c_message_unpack(req_desc, NULL, n, body))) {
+        st = fn_error_set(err, FN_ERR_INVALID, "the body is not a %s in protobuf encoding",
+                          req_desc->name);
     }
     fn_arena *arena = st == FN_OK ? fn_arena_new(1 << 16) : NULL;
     if (st == FN_OK && !arena) st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
-    Funnel__V1__RankResponse resp;
-    if (st == FN_OK) st = fn_pipeline_rank(p, req, deadline_ns, arena, &resp, err);
-    /* Stage timings and candidate counts feed /metrics while resp still exists. */
-    if (st == FN_OK) fn_metrics_rank_response(s->metrics, &resp);
+    if (st == FN_OK) st = call(s, p, req, deadline_ns, arena, resp, err);
     if (st == FN_OK) {
         if (json) {
-            fn_pbjson_encode(&resp.base, out);
+            fn_pbjson_encode(resp, out);
             fn_buf_putc(out, '\n');
         } else {
-            size_t len = funnel__v1__rank_response__get_packed_size(&resp);
+            size_t len = protobuf_c_message_get_packed_size(resp);
             if (fn_buf_reserve(out, len) == FN_OK) {
-                funnel__v1__rank_response__pack(&resp, (uint8_t *)out->data + out->len);
+                protobuf_c_message_pack(resp, (uint8_t *)out->data + out->len);
                 out->len += len;
             } else {
                 out->oom = 1;
@@ -56,10 +58,47 @@ fn_status fn_server_rank(fn_server *s, const uint8_t *body, size_t n, int json, 
         }
         if (out->oom) st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
     }
-    if (req) protobuf_c_message_free_unpacked(&req->base, NULL);
+    if (req) protobuf_c_message_free_unpacked(req, NULL);
     fn_arena_free(arena);
     fn_pipeline_unref(p);
     return st;
+}
+
+static fn_status call_rank(fn_server *s, fn_pipeline *p, const ProtobufCMessage *req,
+                           int64_t deadline_ns, fn_arena *arena, ProtobufCMessage *resp,
+                           fn_error *err)
+{
+    Funnel__V1__RankResponse *r = (Funnel__V1__RankResponse *)resp;
+    fn_status st =
+        fn_pipeline_rank(p, (const Funnel__V1__RankRequest *)req, deadline_ns, arena, r, err);
+    /* Stage timings and candidate counts feed /metrics while the response still exists. */
+    if (st == FN_OK) fn_metrics_rank_response(s->metrics, r);
+    return st;
+}
+
+static fn_status call_encode(fn_server *s, fn_pipeline *p, const ProtobufCMessage *req,
+                             int64_t deadline_ns, fn_arena *arena, ProtobufCMessage *resp,
+                             fn_error *err)
+{
+    (void)s, (void)deadline_ns;
+    return fn_pipeline_encode(p, (const Funnel__V1__EncodeRequest *)req, arena,
+                              (Funnel__V1__EncodeResponse *)resp, err);
+}
+
+fn_status fn_server_rank(fn_server *s, const uint8_t *body, size_t n, int json, int64_t deadline_ns,
+                         fn_buf *out, fn_error *err)
+{
+    Funnel__V1__RankResponse resp = FUNNEL__V1__RANK_RESPONSE__INIT;
+    return serve(s, &funnel__v1__rank_request__descriptor, call_rank, &resp.base, body, n, json,
+                 deadline_ns, out, err);
+}
+
+fn_status fn_server_encode(fn_server *s, const uint8_t *body, size_t n, int json,
+                           int64_t deadline_ns, fn_buf *out, fn_error *err)
+{
+    Funnel__V1__EncodeResponse resp = FUNNEL__V1__ENCODE_RESPONSE__INIT;
+    return serve(s, &funnel__v1__encode_request__descriptor, call_encode, &resp.base, body, n, json,
+                 deadline_ns, out, err);
 }
 
 fn_pipeline *fn_server_pipeline_acquire(fn_server *s)

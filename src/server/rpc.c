@@ -6,8 +6,8 @@
  * frame bytes, so gRPC and the HTTP/1.1 RPC endpoints answer alike.
  *
  * Served now: grpc.health.v1.Health/Check and funnel.v1.Ranking/Rank (the
- * pipeline; UNAVAILABLE without --config). Encode and Suggest have their rows
- * but answer UNIMPLEMENTED until their modules are wired in.
+ * pipeline; UNAVAILABLE without --config) and Encode (the pipeline's encoder).
+ * Suggest has its row but answers UNIMPLEMENTED until its module is wired in.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -94,12 +94,9 @@ static void handle_health_check(fn_server *s, const uint8_t *req, size_t n, int6
     reply_message(reply, &out.base);
 }
 
-/* Rank through the pipeline (rank_rpc.c); its errors as gRPC codes. */
-static void handle_rank(fn_server *s, const uint8_t *req, size_t n, int64_t deadline_ns,
-                        fn_rpc_reply *reply)
+/* A pipeline call's outcome as a gRPC reply; internal errors are logged. */
+static void reply_call(fn_rpc_reply *reply, fn_status st, const fn_error *err, const char *method)
 {
-    fn_error err = {0};
-    fn_status st = fn_server_rank(s, req, n, 0, deadline_ns, &reply->body, &err);
     if (st == FN_OK) {
         reply->status = FN_GRPC_OK;
         return;
@@ -108,8 +105,25 @@ static void handle_rank(fn_server *s, const uint8_t *req, size_t n, int64_t dead
                : st == FN_ERR_UNSUPPORTED ? FN_GRPC_UNAVAILABLE
                : st == FN_ERR_NOMEM       ? FN_GRPC_RESOURCE_EXHAUSTED
                                           : FN_GRPC_INTERNAL;
-    if (code == FN_GRPC_INTERNAL) fn_log_error("funneld: Rank: %s", err.msg);
-    reply_status(reply, code, "%s", err.msg);
+    if (code == FN_GRPC_INTERNAL) fn_log_error("funneld: %s: %s", method, err->msg);
+    reply_status(reply, code, "%s", err->msg);
+}
+
+/* Rank through the pipeline (rank_rpc.c). */
+static void handle_rank(fn_server *s, const uint8_t *req, size_t n, int64_t deadline_ns,
+                        fn_rpc_reply *reply)
+{
+    fn_error err = {0};
+    reply_call(reply, fn_server_rank(s, req, n, 0, deadline_ns, &reply->body, &err), &err, "Rank");
+}
+
+/* Encode with the pipeline's encoder. */
+static void handle_encode(fn_server *s, const uint8_t *req, size_t n, int64_t deadline_ns,
+                          fn_rpc_reply *reply)
+{
+    fn_error err = {0};
+    reply_call(reply, fn_server_encode(s, req, n, 0, deadline_ns, &reply->body, &err), &err,
+               "Encode");
 }
 
 /* The Ranking methods not served yet (their modules come later). */
@@ -127,7 +141,7 @@ static const rpc_method methods[] = {
      * (request: funnel.v1.RankRequest / EncodeRequest / SuggestRequest).
      */
     {"/funnel.v1.Ranking/Rank", handle_rank},
-    {"/funnel.v1.Ranking/Encode", handle_not_served},
+    {"/funnel.v1.Ranking/Encode", handle_encode},
     {"/funnel.v1.Ranking/Suggest", handle_not_served},
 };
 

@@ -99,6 +99,9 @@ struct fn_pipeline *fn_server_pipeline_acquire(fn_server *s);
  */
 fn_status fn_server_rank(fn_server *s, const uint8_t *body, size_t n, int json, int64_t deadline_ns,
                          fn_buf *out, fn_error *err);
+/* Encode, the same way: texts to their embeddings with the pipeline's encoder. */
+fn_status fn_server_encode(fn_server *s, const uint8_t *body, size_t n, int json,
+                           int64_t deadline_ns, fn_buf *out, fn_error *err);
 
 /* ---- worker pool (workers.c) ---------------------------------------------- */
 

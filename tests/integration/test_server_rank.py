@@ -212,6 +212,11 @@ def main():
                     check(e.code() == grpc.StatusCode.INVALID_ARGUMENT and
                           "page_size" in e.details(), "gRPC bad input: %s" % e)
 
+            # Encode needs an encoder, which this pipeline does not configure
+            code, body = curl(port, "/funnel.v1.Ranking/Encode", '{"texts": ["hi"]}')
+            check(code == 503 and b"encoder" in body, "Encode without an encoder: %d %r" %
+                  (code, body))
+
             # bad input: a status and a message naming the problem, then still serving
             rank(port, {"userId": "196", "pageSize": 51}, 400, "page_size")
             code, body = curl(port, "/funnel.v1.Ranking/Rank", '{"userId": "196",')

@@ -58,6 +58,13 @@ run() {
     -d '{"userId": "1", "query": "space adventure", "pageSize": 5}' \
     "http://127.0.0.1:$port/funnel.v1.Ranking/Rank")
   [[ $(grep -o '"query_ann"' <<<"$page" | wc -l) == 5 ]] || fail "a search page not from the query: $page"
+  # Encode: the served encoder's vectors, the same as the offline tool's.
+  local served offline
+  served=$(curl -s --max-time 60 -H 'Content-Type: application/json' \
+    -d '{"texts": ["space adventure"]}' "http://127.0.0.1:$port/funnel.v1.Ranking/Encode")
+  offline=$("$build/src/tools/funnel" encode --model "${FUNNEL_MODEL_DIR:-$src/models/all-MiniLM-L6-v2}" <<<"space adventure")
+  [[ $(grep -o '[-0-9.e]*' <<<"${served#*values}" | head -3) == $(grep -o '[-0-9.e]*' <<<"${offline#*embedding}" | head -3) ]] ||
+    fail "Encode differs from funnel encode: ${served:0:200} / ${offline:0:200}"
   kill -TERM "$pid"
   local rc=0
   wait "$pid" || rc=$?
