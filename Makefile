@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 PORT ?= 8080
 
-.PHONY: all deps build model test run bench sanitize fuzz format clean
+.PHONY: all deps build model test demo run bench sanitize fuzz format clean
 
 all: build
 
@@ -28,6 +28,10 @@ test: build model
 # indexes, and starts funneld.
 run: build model
 	scripts/run-demo $(BUILD) $(PORT)
+
+# What run prepares (data, store, models, indexes, configuration), without serving; idempotent.
+demo: build model
+	scripts/run-demo --prepare $(BUILD)
 
 bench: build
 	bench/run-all $(BUILD)
