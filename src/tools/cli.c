@@ -107,3 +107,28 @@ fn_status fn_cli_write_floats(const char *path, const float *v, size_t n, fn_err
     fn_buf_free(&b);
     return st;
 }
+
+int fn_cli_int(const char *cmd, const char *opt, const char *s, int lo, int hi, int *out)
+{
+    int64_t v;
+    if (!fn_cli_i64(cmd, opt, s, &v)) return 0;
+    if (v < lo || v > hi) {
+        fn_cli_usage_error(cmd, "%s must be from %d to %d, got %s", opt, lo, hi, s);
+        return 0;
+    }
+    *out = (int)v;
+    return 1;
+}
+
+int fn_cli_double(const char *cmd, const char *opt, const char *s, double lo, double hi,
+                  double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end || !(v >= lo && v <= hi)) {
+        fn_cli_usage_error(cmd, "%s expects a number from %g to %g, got '%s'", opt, lo, hi, s);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}

@@ -42,6 +42,10 @@ int fn_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((for
 /* Parses a whole decimal number for option opt; prints a usage error and returns 0 on failure. */
 int fn_cli_u64(const char *cmd, const char *opt, const char *s, uint64_t *out);
 int fn_cli_i64(const char *cmd, const char *opt, const char *s, int64_t *out);
+/* A whole number from lo to hi, or a number (double) from lo to hi; 0 after a usage error. */
+int fn_cli_int(const char *cmd, const char *opt, const char *s, int lo, int hi, int *out);
+int fn_cli_double(const char *cmd, const char *opt, const char *s, double lo, double hi,
+                  double *out);
 
 /* Longest id a command reads from a record, in bytes. */
 #define FN_CLI_ID_MAX 1024

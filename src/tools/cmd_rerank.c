@@ -163,27 +163,12 @@ typedef struct args {
     fn_page_options po;
 } args;
 
-static int parse_int(const char *cmd, const char *opt, const char *s, int lo, int hi, int *out)
-{
-    int64_t v;
-    if (!fn_cli_i64(cmd, opt, s, &v)) return 0;
-    if (v < lo || v > hi) {
-        fn_cli_usage_error(cmd, "%s must be from %d to %d, got %s", opt, lo, hi, s);
-        return 0;
-    }
-    *out = (int)v;
-    return 1;
-}
-
+/* fn_cli_double into a float option. */
 static int parse_float(const char *cmd, const char *opt, const char *s, double lo, double hi,
                        float *out)
 {
-    char *end;
-    double v = strtod(s, &end);
-    if (!*s || *end || !(v >= lo && v <= hi)) {
-        fn_cli_usage_error(cmd, "%s expects a number from %g to %g, got '%s'", opt, lo, hi, s);
-        return 0;
-    }
+    double v;
+    if (!fn_cli_double(cmd, opt, s, lo, hi, &v)) return 0;
     *out = (float)v;
     return 1;
 }
@@ -248,7 +233,7 @@ static int parse(const char *cmd, int argc, char **argv, args *a)
             a->embeddings = optarg;
             break;
         case OPT_PAGE:
-            ok = parse_int(cmd, "--page", optarg, 1, 100000, &a->page);
+            ok = fn_cli_int(cmd, "--page", optarg, 1, 100000, &a->page);
             break;
         case OPT_LAMBDA:
             ok = parse_float(cmd, "--lambda", optarg, 0, 1, &a->po.lambda);
@@ -257,7 +242,7 @@ static int parse(const char *cmd, int argc, char **argv, args *a)
             ok = parse_float(cmd, "--dpp-alpha", optarg, 0, 1000, &a->po.dpp_alpha);
             break;
         case OPT_MAX_PER_CAT:
-            ok = parse_int(cmd, "--max-per-category", optarg, 1, 100000, &a->po.max_per_category);
+            ok = fn_cli_int(cmd, "--max-per-category", optarg, 1, 100000, &a->po.max_per_category);
             break;
         case OPT_DIVERSITY:
             if (!strcmp(optarg, "none"))
@@ -281,37 +266,37 @@ static int parse(const char *cmd, int argc, char **argv, args *a)
                 return fn_cli_usage_error(cmd, "--loss is lambdarank or listnet, not '%s'", optarg);
             break;
         case OPT_LAYERS:
-            ok = parse_int(cmd, "--layers", optarg, 0, 8, &a->o.n_layers);
+            ok = fn_cli_int(cmd, "--layers", optarg, 0, 8, &a->o.n_layers);
             break;
         case OPT_DMODEL:
-            ok = parse_int(cmd, "--d-model", optarg, 1, 4096, &a->o.d_model);
+            ok = fn_cli_int(cmd, "--d-model", optarg, 1, 4096, &a->o.d_model);
             break;
         case OPT_HEADS:
-            ok = parse_int(cmd, "--heads", optarg, 1, 4096, &a->o.n_heads);
+            ok = fn_cli_int(cmd, "--heads", optarg, 1, 4096, &a->o.n_heads);
             break;
         case OPT_FF:
-            ok = parse_int(cmd, "--ff", optarg, 1, 65536, &a->o.d_ff);
+            ok = fn_cli_int(cmd, "--ff", optarg, 1, 65536, &a->o.d_ff);
             break;
         case OPT_MAXITEMS:
-            ok = parse_int(cmd, "--max-items", optarg, 1, 4096, &a->o.max_items);
+            ok = fn_cli_int(cmd, "--max-items", optarg, 1, 4096, &a->o.max_items);
             break;
         case OPT_LAMBDAK:
-            ok = parse_int(cmd, "--lambda-k", optarg, 1, 1 << 20, &a->o.lambda_k);
+            ok = fn_cli_int(cmd, "--lambda-k", optarg, 1, 1 << 20, &a->o.lambda_k);
             break;
         case OPT_NDCGK:
-            ok = parse_int(cmd, "--ndcg-k", optarg, 1, 1 << 20, &a->o.ndcg_k);
+            ok = fn_cli_int(cmd, "--ndcg-k", optarg, 1, 1 << 20, &a->o.ndcg_k);
             break;
         case OPT_EPOCHS:
-            ok = parse_int(cmd, "--epochs", optarg, 1, 100000, &a->o.epochs);
+            ok = fn_cli_int(cmd, "--epochs", optarg, 1, 100000, &a->o.epochs);
             break;
         case OPT_PATIENCE:
-            ok = parse_int(cmd, "--patience", optarg, 1, 100000, &a->o.patience);
+            ok = fn_cli_int(cmd, "--patience", optarg, 1, 100000, &a->o.patience);
             break;
         case OPT_BATCH:
-            ok = parse_int(cmd, "--batch", optarg, 1, 4096, &a->o.batch);
+            ok = fn_cli_int(cmd, "--batch", optarg, 1, 4096, &a->o.batch);
             break;
         case OPT_THREADS:
-            ok = parse_int(cmd, "--threads", optarg, 1, 4096, &a->o.threads);
+            ok = fn_cli_int(cmd, "--threads", optarg, 1, 4096, &a->o.threads);
             break;
         case OPT_LR:
             ok = parse_float(cmd, "--lr", optarg, 1e-9, 10, &a->o.lr);

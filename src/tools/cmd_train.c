@@ -121,31 +121,6 @@ typedef struct args {
     const char *device;
 } args;
 
-static int parse_float(const char *cmd, const char *opt, const char *s, double lo, double hi,
-                       double *out)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (!*s || *end || !(v >= lo && v <= hi)) {
-        fn_cli_usage_error(cmd, "%s expects a number from %g to %g, got '%s'", opt, lo, hi, s);
-        return 0;
-    }
-    *out = v;
-    return 1;
-}
-
-static int parse_int(const char *cmd, const char *opt, const char *s, int lo, int hi, int *out)
-{
-    uint64_t v;
-    if (!fn_cli_u64(cmd, opt, s, &v)) return 0;
-    if (v < (uint64_t)lo || v > (uint64_t)hi) {
-        fn_cli_usage_error(cmd, "%s must be from %d to %d", opt, lo, hi);
-        return 0;
-    }
-    *out = (int)v;
-    return 1;
-}
-
 static int parse_hidden(const char *cmd, const char *s, args *a)
 {
     a->n_hidden = 0;
@@ -215,20 +190,20 @@ static int parse(const char *cmd, int argc, char **argv, args *a, const char *us
             a->norm = 0;
             break;
         case OPT_K:
-            if (!parse_int(cmd, "--k", optarg, 1, 1024, &a->k)) return FN_EXIT_USAGE;
+            if (!fn_cli_int(cmd, "--k", optarg, 1, 1024, &a->k)) return FN_EXIT_USAGE;
             break;
         case OPT_EPOCHS:
-            if (!parse_int(cmd, "--epochs", optarg, 1, 100000, &a->epochs)) return FN_EXIT_USAGE;
+            if (!fn_cli_int(cmd, "--epochs", optarg, 1, 100000, &a->epochs)) return FN_EXIT_USAGE;
             break;
         case OPT_PATIENCE:
-            if (!parse_int(cmd, "--patience", optarg, 1, 100000, &a->patience))
+            if (!fn_cli_int(cmd, "--patience", optarg, 1, 100000, &a->patience))
                 return FN_EXIT_USAGE;
             break;
         case OPT_BATCH:
-            if (!parse_int(cmd, "--batch", optarg, 1, 1 << 20, &a->batch)) return FN_EXIT_USAGE;
+            if (!fn_cli_int(cmd, "--batch", optarg, 1, 1 << 20, &a->batch)) return FN_EXIT_USAGE;
             break;
         case OPT_THREADS:
-            if (!parse_int(cmd, "--threads", optarg, 1, 4096, &a->threads)) return FN_EXIT_USAGE;
+            if (!fn_cli_int(cmd, "--threads", optarg, 1, 4096, &a->threads)) return FN_EXIT_USAGE;
             a->threads_set = 1;
             break;
         case OPT_SEED:
@@ -236,13 +211,14 @@ static int parse(const char *cmd, int argc, char **argv, args *a, const char *us
             a->has_seed = 1;
             break;
         case OPT_LR:
-            if (!parse_float(cmd, "--lr", optarg, 1e-12, 100, &a->lr)) return FN_EXIT_USAGE;
+            if (!fn_cli_double(cmd, "--lr", optarg, 1e-12, 100, &a->lr)) return FN_EXIT_USAGE;
             break;
         case OPT_L2:
-            if (!parse_float(cmd, "--l2", optarg, 0, 100, &a->l2)) return FN_EXIT_USAGE;
+            if (!fn_cli_double(cmd, "--l2", optarg, 0, 100, &a->l2)) return FN_EXIT_USAGE;
             break;
         case OPT_DROPOUT:
-            if (!parse_float(cmd, "--dropout", optarg, 0, 0.99, &a->dropout)) return FN_EXIT_USAGE;
+            if (!fn_cli_double(cmd, "--dropout", optarg, 0, 0.99, &a->dropout))
+                return FN_EXIT_USAGE;
             break;
         case OPT_HIDDEN:
             if (!parse_hidden(cmd, optarg, a)) return FN_EXIT_USAGE;

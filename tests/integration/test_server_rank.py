@@ -16,14 +16,12 @@ the server keeps serving. The server is stopped at the end (SIGTERM, exit 0). Ex
 import argparse
 import json
 import os
-import select
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 
-from funnel_cli import check, interactions, run
+from funnel_cli import check, interactions
+from funneld_util import Funneld, prepare_pipeline
 
 
 def curl(port, path, body, ctype="application/json", method="POST"):
@@ -37,29 +35,6 @@ def curl(port, path, body, ctype="application/json", method="POST"):
     out = p.stdout
     i = out.rindex(b"\n")
     return int(out[i + 1:]), out[:i]
-
-
-def wait_port(srv, seconds):
-    """(HTTP port, gRPC port) funneld prints on stdout, or None when it exits or time runs
-    out."""
-    fd, seen, end = srv.stdout.fileno(), b"", time.time() + seconds
-    while time.time() < end:
-        ready, _, _ = select.select([fd], [], [], max(0.0, end - time.time()))
-        if not ready:
-            break
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            break
-        seen += chunk
-        http = grpc_port = None
-        for line in seen.decode(errors="replace").splitlines():
-            if line.startswith("funneld listening on http://"):
-                http = int(line.rsplit(":", 1)[1])
-            if line.startswith("funneld gRPC listening on "):
-                grpc_port = int(line.rsplit(":", 1)[1])
-        if http and grpc_port:
-            return http, grpc_port
-    return None
 
 
 def rank(port, req, status=200, has=None):
@@ -84,24 +59,7 @@ def main():
         return 77
     with tempfile.TemporaryDirectory(prefix="funnel-rank-") as tmp:
         d = os.path.join(tmp, "demo")
-        run(f, "demo", "--data", ml, "--out", d)
-        for fam, key in (("users", "user_id"), ("items", "item_id")):
-            run(f, "store", "load", "--store", os.path.join(d, "store"), "--family", fam,
-                "--input", os.path.join(d, fam + ".tfrecord"), "--id-key", key)
-        run(f, "train", "--model", "ffm", "--train", os.path.join(d, "fit.tfrecord"), "--valid",
-            os.path.join(d, "valid.tfrecord"), "--spec", os.path.join(d, "features.json"),
-            "--out", os.path.join(d, "ctr.safetensors"), "--epochs", "3")
-        run(f, "cooc", "build", "--interactions", os.path.join(d, "interactions.tfrecord"),
-            "--out", os.path.join(d, "items.cooc"), "--label-key", "label", "--min-label", "1")
-        conf = {"store": "store", "interactions": "interactions.tfrecord",
-                "spec": "features.json", "ctr_model": "ctr.safetensors",
-                "recall": {"cap": 300, "popularity": {"quota": 100},
-                           "cooc": {"table": "items.cooc", "quota": 200, "recent": 10}},
-                "page": {"default_size": 10, "max_size": 50, "diversity": "mmr",
-                         "lambda": 0.8, "max_per_category": 4}}
-        cpath = os.path.join(d, "funneld.json")
-        with open(cpath, "w") as o:
-            json.dump(conf, o)
+        cpath, conf = prepare_pipeline(f, ml, d)
 
         # --check: the good configuration, then broken ones named
         p = subprocess.run([args.funneld, "--config", cpath, "--check"], capture_output=True,
@@ -134,17 +92,9 @@ def main():
         for u, i, t, label in interactions(f, os.path.join(d, "interactions.tfrecord")):
             history.setdefault(u, set()).add(i)
 
-        srv = subprocess.Popen([args.funneld, "--config", cpath, "--http-port", "0",
-                                "--grpc-port", "0"], stdout=subprocess.PIPE,
-                               stderr=open(os.path.join(tmp, "funneld.log"), "w"))
+        srv = Funneld(args.funneld, cpath, os.path.join(tmp, "funneld.log"))
         try:
-            ports = wait_port(srv, 120)
-            if ports is None:
-                srv.kill()
-                srv.wait(timeout=30)
-                check(False, "funneld did not start: %s" %
-                      open(os.path.join(tmp, "funneld.log")).read()[-2000:])
-            port, grpc_port = ports
+            port, grpc_port = srv.http_port, srv.grpc_port
 
             r = rank(port, {"requestId": "r1", "userId": "196", "pageSize": 5})
             items = r["items"]
@@ -242,13 +192,7 @@ def main():
             check(len(rank(port, {"userId": "196", "pageSize": 5})["items"]) == 5,
                   "still serving after bad input")
         finally:
-            srv.send_signal(signal.SIGTERM)
-            try:
-                rc = srv.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                srv.kill()
-                rc = "killed"
-        check(rc == 0, "funneld exit status %r" % rc)
+            srv.stop()
     print("server rank: ok")
     return 0
 
