@@ -5,7 +5,9 @@ add_test(NAME integration.server_health
 add_test(NAME integration.server_run_demo
          COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/test_server_run_demo.sh ${PROJECT_SOURCE_DIR}
                  ${PROJECT_BINARY_DIR} ${FUNNEL_DATA_DIR}/ml-100k)
-set_tests_properties(integration.server_health integration.server_run_demo PROPERTIES TIMEOUT 300)
+set_tests_properties(integration.server_health PROPERTIES TIMEOUT 300)
+# run-demo embeds 1,682 item texts with the encoder (minutes under the sanitizers).
+set_tests_properties(integration.server_run_demo PROPERTIES TIMEOUT 1200)
 
 # Rank over HTTP/1.1 end to end on MovieLens-100k (demo data, store, FFM, co-occurrence):
 # --check on good and broken configurations, JSON and protobuf requests, every bad input.
