@@ -1,6 +1,8 @@
 /* example.c - tf.Example decoding, lookup and building over protobuf-c structs. */
 #include "example.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -325,4 +327,28 @@ fn_status fn_features_set_int64s(Tensorflow__Features *fs, const char *key, cons
     Tensorflow__Feature *f;
     fn_status st = fn_features_put(fs, key, FN_FEATURE_INT64, &f, err);
     return st != FN_OK ? st : nomem_if(fn_feature_add_int64s(f, v, n), err);
+}
+
+fn_status fn_features_id(const Tensorflow__Features *f, const char *key, char *out, size_t cap,
+                         fn_error *err)
+{
+    const Tensorflow__Feature *ft = fn_features_get(f, key);
+    fn_feature_kind k = fn_feature_kind_of(ft);
+    if (!ft || !fn_feature_size(ft))
+        return fn_error_set(err, FN_ERR_INVALID, "feature '%s' is missing", key);
+    if (k == FN_FEATURE_INT64) {
+        snprintf(out, cap, "%" PRId64, (int64_t)ft->int64_list->value[0]);
+        return FN_OK;
+    }
+    if (k != FN_FEATURE_BYTES)
+        return fn_error_set(err, FN_ERR_INVALID, "feature '%s' is a %s, ids are bytes or int64",
+                            key, fn_feature_kind_name(k));
+    const ProtobufCBinaryData *b = &ft->bytes_list->value[0];
+    if (!b->len || b->len >= cap || memchr(b->data, 0, b->len))
+        return fn_error_set(err, FN_ERR_INVALID,
+                            "feature '%s': an id must be 1 to %zu bytes without NUL, got %zu bytes",
+                            key, cap - 1, b->len);
+    memcpy(out, b->data, b->len);
+    out[b->len] = '\0';
+    return FN_OK;
 }

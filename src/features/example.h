@@ -63,6 +63,13 @@ fn_feature_kind fn_feature_kind_of(const Tensorflow__Feature *f);
  */
 fn_status fn_features_first_number(const Tensorflow__Features *f, const char *key, double *out,
                                    fn_error *err);
+/*
+ * An entity id from a feature, NUL-terminated into out (cap bytes): the first bytes value (1
+ * to cap - 1 bytes, no NUL) or the decimal text of the first int64 value. A missing feature,
+ * another kind or an id that does not fit is FN_ERR_INVALID naming the key.
+ */
+fn_status fn_features_id(const Tensorflow__Features *f, const char *key, char *out, size_t cap,
+                         fn_error *err);
 /* Number of values in the feature's list (0 for none). */
 size_t fn_feature_size(const Tensorflow__Feature *f);
 const char *fn_feature_kind_name(fn_feature_kind k);

@@ -152,24 +152,17 @@ static int cmp_raw(const void *a, const void *b)
     return c ? c : cmp_event(&x->e, &y->e);
 }
 
-/* The id under key: the first bytes value, or the decimal text of the first int64. */
+/* The id under key (fn_features_id), copied into the arena a. */
 static fn_status feature_id(const Tensorflow__Features *f, const char *key, fn_arena *a,
                             const char **out, fn_error *err)
 {
-    const Tensorflow__Feature *v = fn_features_get(f, key);
-    char num[32];
-    const char *s = NULL;
-    size_t n = 0;
-    if (v && v->kind_case == TENSORFLOW__FEATURE__KIND_BYTES_LIST && v->bytes_list->n_value)
-        s = (const char *)v->bytes_list->value[0].data, n = v->bytes_list->value[0].len;
-    else if (v && v->kind_case == TENSORFLOW__FEATURE__KIND_INT64_LIST && v->int64_list->n_value)
-        n = (size_t)snprintf(num, sizeof num, "%lld", (long long)v->int64_list->value[0]), s = num;
-    if (!s || !n || n > 1024 || memchr(s, 0, n))
-        return fn_error_set(err, FN_ERR_INVALID, "feature '%s' is missing or not an id", key);
-    char *copy = fn_arena_alloc(a, n + 1);
+    char id[FN_STORE_ID_MAX + 1];
+    fn_status st = fn_features_id(f, key, id, sizeof id, err);
+    if (st != FN_OK) return st;
+    const size_t n = strlen(id) + 1;
+    char *copy = fn_arena_alloc(a, n);
     if (!copy) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
-    memcpy(copy, s, n);
-    copy[n] = 0;
+    memcpy(copy, id, n);
     *out = copy;
     return FN_OK;
 }

@@ -65,25 +65,7 @@ fn_status fn_cli_write_stdout(const fn_buf *b, fn_error *err)
 fn_status fn_cli_feature_id(const Tensorflow__Features *f, const char *key,
                             char out[FN_CLI_ID_MAX + 1], fn_error *err)
 {
-    const Tensorflow__Feature *ft = fn_features_get(f, key);
-    fn_feature_kind k = fn_feature_kind_of(ft);
-    if (!ft || !fn_feature_size(ft))
-        return fn_error_set(err, FN_ERR_INVALID, "feature '%s' is missing", key);
-    if (k == FN_FEATURE_INT64) {
-        snprintf(out, FN_CLI_ID_MAX + 1, "%" PRId64, (int64_t)ft->int64_list->value[0]);
-        return FN_OK;
-    }
-    if (k != FN_FEATURE_BYTES)
-        return fn_error_set(err, FN_ERR_INVALID, "feature '%s' is a %s, ids are bytes or int64",
-                            key, fn_feature_kind_name(k));
-    const ProtobufCBinaryData *b = &ft->bytes_list->value[0];
-    if (!b->len || b->len > FN_CLI_ID_MAX || memchr(b->data, 0, b->len))
-        return fn_error_set(err, FN_ERR_INVALID,
-                            "feature '%s': an id must be 1 to %d bytes without NUL, got %zu bytes",
-                            key, FN_CLI_ID_MAX, b->len);
-    memcpy(out, b->data, b->len);
-    out[b->len] = '\0';
-    return FN_OK;
+    return fn_features_id(f, key, out, FN_CLI_ID_MAX + 1, err);
 }
 
 fn_status fn_cli_feature_number(const Tensorflow__Features *f, const char *key, double *v,
