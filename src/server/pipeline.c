@@ -145,6 +145,11 @@ typedef struct raw_event {
     pl_event e;
 } raw_event;
 
+static int cmp_cstr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static int cmp_raw(const void *a, const void *b)
 {
     const raw_event *x = a, *y = b;
@@ -234,6 +239,14 @@ static fn_status load_histories(fn_pipeline *p, const char *path, const char *co
             p->users[p->n_users - 1].n++;
         }
         p->n_events = n;
+    }
+    /* each user's seen items sorted once here, so a request looks them up without sorting */
+    if (st == FN_OK && n && !(p->seen = malloc(n * sizeof *p->seen)))
+        st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+    for (size_t u = 0; st == FN_OK && u < p->n_users; u++) {
+        const pl_user *us = &p->users[u];
+        for (size_t i = 0; i < us->n; i++) p->seen[us->first + i] = p->events[us->first + i].item;
+        qsort(p->seen + us->first, us->n, sizeof *p->seen, cmp_cstr);
     }
     free(raw);
     return st;
@@ -521,6 +534,7 @@ void fn_pipeline_unref(fn_pipeline *p)
     fn_encoder_free(p->encoder);
     fn_query_cache_free(p->qcache);
     free(p->events);
+    free(p->seen);
     free(p->users);
     free(p->shared_col);
     free(p->key_category);

@@ -53,6 +53,8 @@ struct fn_pipeline {
     size_t user_recent;
     /* histories, users sorted by id for lookup */
     pl_event *events;
+    /* the same items, each user's range sorted by id (what the user has seen, for lookup) */
+    const char **seen;
     pl_user *users;
     size_t n_events, n_users;
     /* which columns read only the user and the context (computed once per request) */

@@ -84,8 +84,15 @@ typedef struct request {
     const pl_user *user;
     int search; /* the query channel ran: relevance is CTR times query similarity */
     /* ids the user has met or the request excludes, sorted for lookup */
-    const char **hidden;
-    size_t n_hidden;
+    /* hidden: the user's seen items (the pipeline's, sorted at load) and the request's
+     * exclusions (sorted here); extra: how many a channel over-fetches to make up for them */
+    const char *const *seen;
+    size_t n_seen;
+    const char **excluded;
+    size_t n_excluded, extra;
+    /* the user's most recent liked items, newest first: seeds of cooc and of the user vector */
+    const char **recent;
+    size_t n_recent;
     /* candidates */
     fn_recall_candidate *cand;
     double *chan_scores;
@@ -108,7 +115,9 @@ static int cmp_str(const void *a, const void *b)
 
 static int is_hidden(const request *r, const char *id)
 {
-    return r->n_hidden && bsearch(&id, r->hidden, r->n_hidden, sizeof *r->hidden, cmp_str);
+    return (r->n_seen && bsearch(&id, r->seen, r->n_seen, sizeof *r->seen, cmp_str)) ||
+           (r->n_excluded &&
+            bsearch(&id, r->excluded, r->n_excluded, sizeof *r->excluded, cmp_str));
 }
 
 static void *alloc(request *r, size_t n, fn_status *st, fn_error *err)
@@ -210,20 +219,17 @@ static fn_status ann_channels(request *r, fn_recall_channel *ch, size_t extra, f
         if (st == FN_OK) st = ann_list(r, ids, sc, k, p->cap, &ch[PL_CH_QUERY], err);
         r->search = st == FN_OK;
     }
-    if (st != FN_OK || !p->ann || !p->user_recent || !r->user || !p->quota[PL_CH_USER]) return st;
-    const char **recent = alloc(r, p->user_recent * sizeof *recent, &st, err);
-    size_t nr = 0;
-    for (size_t i = r->user->n; st == FN_OK && i-- > 0 && nr < p->user_recent;) {
-        const pl_event *e = &p->events[r->user->first + i];
-        if (e->liked) recent[nr++] = e->item;
-    }
-    if (st != FN_OK || !nr) return st;
+    const size_t nr = r->n_recent < p->user_recent ? r->n_recent : p->user_recent;
+    if (st != FN_OK || !p->ann || !nr || !p->quota[PL_CH_USER]) return st;
+    const char *const *recent = r->recent;
     fn_store_record **recs = alloc(r, nr * sizeof *recs, &st, err);
     const size_t dim = fn_ann_dim(p->ann), k = p->quota[PL_CH_USER] + extra;
     float *vecs = alloc(r, nr * dim * sizeof *vecs, &st, err);
     int64_t *ids = alloc(r, k * sizeof *ids, &st, err);
     float *sc = alloc(r, k * sizeof *sc, &st, err);
-    if (st == FN_OK) st = fn_store_multi_get(p->store, FN_STORE_ITEMS, nr, recent, NULL, recs, err);
+    if (st == FN_OK)
+        st = fn_store_multi_get(p->store, FN_STORE_ITEMS, nr, (const char *const *)recent, NULL,
+                                recs, err);
     if (st != FN_OK) return st;
     size_t nv = 0;
     for (size_t i = 0; i < nr; i++) {
@@ -242,7 +248,7 @@ static fn_status recall(request *r, fn_error *err)
 {
     const fn_pipeline *p = r->p;
     fn_status st = FN_OK;
-    const size_t extra = r->n_hidden;
+    const size_t extra = r->extra;
     fn_recall_channel ch[PL_N_CHANNELS] = {{0}};
     /* popularity: the ranking is precomputed; over-fetch past what the user has seen */
     size_t kp = p->quota[PL_CH_POPULARITY] + extra, got = 0;
@@ -254,17 +260,12 @@ static fn_status recall(request *r, fn_error *err)
         ch[PL_CH_POPULARITY].quota = p->quota[PL_CH_POPULARITY];
     }
     /* co-occurrence of the user's most recent liked items */
-    if (st == FN_OK && p->cooc && r->user) {
-        const char **recent = alloc(r, p->recent * sizeof *recent, &st, err);
-        size_t nr = 0;
-        for (size_t i = r->user->n; st == FN_OK && i-- > 0 && nr < p->recent;) {
-            const pl_event *e = &p->events[r->user->first + i];
-            if (e->liked) recent[nr++] = e->item;
-        }
+    const size_t nr = r->n_recent < p->recent ? r->n_recent : p->recent;
+    if (st == FN_OK && p->cooc && nr) {
         size_t kc = p->quota[PL_CH_COOC] + extra;
         fn_recall_item *co = alloc(r, (kc + 1) * sizeof *co, &st, err);
-        if (st == FN_OK && nr) st = fn_cooc_candidates(p->cooc, recent, nr, kc, co, &got, err);
-        if (st == FN_OK && nr) {
+        if (st == FN_OK) st = fn_cooc_candidates(p->cooc, r->recent, nr, kc, co, &got, err);
+        if (st == FN_OK) {
             ch[PL_CH_COOC].items = co;
             ch[PL_CH_COOC].n = visible(r, co, got, p->quota[PL_CH_COOC], co);
             ch[PL_CH_COOC].quota = p->quota[PL_CH_COOC];
@@ -465,14 +466,22 @@ fn_status fn_pipeline_rank(fn_pipeline *p, const Funnel__V1__RankRequest *q, int
     r.degraded = alloc(&r, 8 * sizeof *r.degraded, &st, err);
     const char *uid = q->user_id ? q->user_id : "";
     r.user = *uid ? pl_find_user(p, uid) : NULL;
-    /* hidden: what the user has met, and the request's exclusions */
-    const size_t seen = r.user ? r.user->n : 0;
-    r.hidden = alloc(&r, (seen + q->n_exclude_ids + 1) * sizeof *r.hidden, &st, err);
-    for (size_t i = 0; st == FN_OK && i < seen; i++)
-        r.hidden[r.n_hidden++] = p->events[r.user->first + i].item;
+    if (r.user) {
+        r.seen = p->seen + r.user->first;
+        r.n_seen = r.user->n;
+        /* the most recent liked items, enough for both channels that start from them */
+        const size_t want = p->recent > p->user_recent ? p->recent : p->user_recent;
+        r.recent = alloc(&r, (want + 1) * sizeof *r.recent, &st, err);
+        for (size_t i = r.user->n; st == FN_OK && i-- > 0 && r.n_recent < want;) {
+            const pl_event *e = &p->events[r.user->first + i];
+            if (e->liked) r.recent[r.n_recent++] = e->item;
+        }
+    }
+    r.excluded = alloc(&r, (q->n_exclude_ids + 1) * sizeof *r.excluded, &st, err);
     for (size_t i = 0; st == FN_OK && i < q->n_exclude_ids; i++)
-        if (q->exclude_ids[i]) r.hidden[r.n_hidden++] = q->exclude_ids[i];
-    if (st == FN_OK) qsort(r.hidden, r.n_hidden, sizeof *r.hidden, cmp_str);
+        if (q->exclude_ids[i]) r.excluded[r.n_excluded++] = q->exclude_ids[i];
+    if (st == FN_OK) qsort(r.excluded, r.n_excluded, sizeof *r.excluded, cmp_str);
+    r.extra = r.n_seen + r.n_excluded;
 
     uint64_t t0 = fn_now_ns();
     if (st == FN_OK && (st = recall(&r, err)) == FN_OK) timing(&r, "recall", t0, r.n);
