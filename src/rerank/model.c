@@ -172,7 +172,9 @@ fn_status rr_alloc_weights(fn_reranker *r, fn_error *err)
         if ((st = fn_tensor_new(r->be, FN_F32, r->ndim[i], r->shape[i], &r->t[i], err)) != FN_OK)
             return st;
     }
-    return FN_OK;
+    if ((st = fn_tensor_new(r->be, FN_F32, 2, r->shape[RR_IN_W], &r->in_w_fold, err)) != FN_OK)
+        return st;
+    return fn_tensor_new(r->be, FN_F32, 1, r->shape[RR_IN_B], &r->in_b_fold, err);
 }
 
 static int64_t slot_numel(const fn_reranker *r, int i)
@@ -312,7 +314,8 @@ void rr_acts_free(rr_acts *a)
 }
 
 fn_status rr_acts_load(rr_acts *a, const fn_reranker *r, const float *const *feats,
-                       const int64_t *n_items, int64_t B, int64_t T, float *host, fn_error *err)
+                       const int64_t *n_items, int64_t B, int64_t T, int standardise, float *host,
+                       fn_error *err)
 {
     const int64_t R = B * T, F = r->F;
     if (R > a->cap_rows || T > r->o.max_items)
@@ -331,6 +334,10 @@ fn_status rr_acts_load(rr_acts *a, const fn_reranker *r, const float *const *fea
                 continue;
             }
             const float *src = feats[b] + t * F;
+            if (!standardise) {
+                memcpy(row, src, (size_t)F * sizeof *row);
+                continue;
+            }
             for (int64_t j = 0; j < F; j++) row[j] = (src[j] - r->mean[j]) * r->scale[j];
         }
     }
@@ -423,6 +430,8 @@ void fn_reranker_free(fn_reranker *r)
         ctx_free(r, c);
     }
     for (int i = 0; i < RR_MAX_TENSORS; i++) fn_tensor_free(r->t[i]);
+    fn_tensor_free(r->in_w_fold);
+    fn_tensor_free(r->in_b_fold);
     fn_backend_free(r->be);
     free(r->mean);
     free(r->scale);
@@ -494,6 +503,37 @@ static void ctx_give(fn_reranker *r, rr_ctx *c)
     pthread_mutex_unlock(&r->lock);
 }
 
+/* The weights scoring runs with: the model's, the input layer folded (raw features in). */
+static void scoring_weights(const fn_reranker *r, fn_tensor **w)
+{
+    memcpy(w, r->t, sizeof r->t);
+    w[RR_IN_W] = r->in_w_fold;
+    w[RR_IN_B] = r->in_b_fold;
+}
+
+fn_status rr_fold(fn_reranker *r, fn_error *err)
+{
+    const int64_t d = r->shape[RR_IN_W][0], F = r->F;
+    float *w = malloc((size_t)(d * F) * sizeof *w), *b = malloc((size_t)d * sizeof *b);
+    fn_status st = w && b ? FN_OK : fn_error_set(err, FN_ERR_NOMEM, "reranker: out of memory");
+    if (st == FN_OK) st = fn_tensor_read(r->t[RR_IN_W], w, (size_t)(d * F) * sizeof *w, err);
+    if (st == FN_OK) st = fn_tensor_read(r->t[RR_IN_B], b, (size_t)d * sizeof *b, err);
+    for (int64_t j = 0; st == FN_OK && j < d; j++) {
+        double shift = 0;
+        for (int64_t f = 0; f < F; f++) {
+            const double ws = (double)w[j * F + f] * r->scale[f];
+            shift += ws * r->mean[f];
+            w[j * F + f] = (float)ws;
+        }
+        b[j] = (float)(b[j] - shift);
+    }
+    if (st == FN_OK) st = fn_tensor_write(r->in_w_fold, w, (size_t)(d * F) * sizeof *w, err);
+    if (st == FN_OK) st = fn_tensor_write(r->in_b_fold, b, (size_t)d * sizeof *b, err);
+    free(w);
+    free(b);
+    return st;
+}
+
 /* Items past the scored ones: below the lowest score, in input order. */
 static void score_tail(float *scores, size_t scored, size_t n)
 {
@@ -514,8 +554,10 @@ fn_status fn_reranker_score(const fn_reranker *cr, const float *features, size_t
     fn_status st = ctx_take(r, &c, err);
     if (st != FN_OK) return st;
     const int64_t m = n < (size_t)r->o.max_items ? (int64_t)n : r->o.max_items;
-    st = rr_acts_load(c->acts, r, &features, &m, 1, m, c->host, err);
-    if (st == FN_OK) st = rr_forward(c->be, r, r->t, c->acts, 0, 0, err);
+    fn_tensor *w[RR_MAX_TENSORS];
+    scoring_weights(r, w);
+    st = rr_acts_load(c->acts, r, &features, &m, 1, m, 0, c->host, err);
+    if (st == FN_OK) st = rr_forward(c->be, r, w, c->acts, 0, 0, err);
     if (st == FN_OK) {
         fn_tensor s = rr_rows(c->acts->score, m);
         st = fn_tensor_read(&s, scores, (size_t)m * sizeof *scores, err);
@@ -537,6 +579,8 @@ fn_status fn_reranker_predict(const fn_reranker *cr, const fn_listset *d, float 
                             "model's width)",
                             d->n_features, r->F);
     const int64_t T = r->o.max_items, cap = RR_PREDICT_LISTS * T;
+    fn_tensor *w[RR_MAX_TENSORS];
+    scoring_weights(r, w);
     fn_backend *be = NULL;
     rr_ctx *cuda_ctx = NULL;
     rr_acts *a = NULL;
@@ -560,8 +604,8 @@ fn_status fn_reranker_predict(const fn_reranker *cr, const fn_listset *d, float 
             len[b] = (int64_t)(hi - lo) < T ? (int64_t)(hi - lo) : T;
             if (len[b] > Tb) Tb = len[b];
         }
-        st = rr_acts_load(a, r, feats, len, (int64_t)B, Tb, host, err);
-        if (st == FN_OK) st = rr_forward(be, r, r->t, a, 0, 0, err);
+        st = rr_acts_load(a, r, feats, len, (int64_t)B, Tb, 0, host, err);
+        if (st == FN_OK) st = rr_forward(be, r, w, a, 0, 0, err);
         if (st == FN_OK) {
             fn_tensor sv = rr_rows(a->score, (int64_t)B * Tb);
             st = fn_tensor_read(&sv, s, (size_t)((int64_t)B * Tb) * sizeof *s, err);
@@ -584,6 +628,8 @@ fn_status fn_reranker_predict(const fn_reranker *cr, const fn_listset *d, float 
 
 fn_status rr_warm(fn_reranker *r, fn_error *err)
 {
+    fn_status fs = rr_fold(r, err);
+    if (fs != FN_OK) return fs;
     const size_t n = r->o.max_items < 64 ? (size_t)r->o.max_items : 64;
     float *x = calloc(n * r->F, sizeof *x), *s = malloc(n * sizeof *s);
     fn_status st = x && s ? FN_OK : fn_error_set(err, FN_ERR_NOMEM, "reranker: out of memory");

@@ -69,6 +69,9 @@ struct fn_reranker {
     fn_backend *be;
     fn_tensor *t[RR_MAX_TENSORS];
     float *mean, *scale; /* host copies, F each */
+    /* The input layer with the standardisation folded in (W diag(scale), b - W diag(scale)
+     * mean), made by rr_fold: scoring feeds the raw features through it. */
+    fn_tensor *in_w_fold, *in_b_fold;
     /* Scoring contexts (a one-thread CPU backend and buffers each) for concurrent requests;
      * on CUDA one context, taken in turn. */
     pthread_mutex_t lock;
@@ -113,11 +116,13 @@ fn_status rr_acts_new(fn_backend *be, const fn_reranker *r, int64_t cap_rows, rr
 void rr_acts_free(rr_acts *a);
 /*
  * A batch: B lists of T places whose rows are feats (n_items[b] rows each, row-major, F
- * floats; items past T are left out), standardised, with ids and mask, written to a
+ * floats; items past T are left out), standardised when asked (training; scoring
+ * runs the raw features through the folded input layer), with ids and mask, written to a
  * (a->B, a->T set). host is scratch of B T (F + 2) floats.
  */
 fn_status rr_acts_load(rr_acts *a, const fn_reranker *r, const float *const *feats,
-                       const int64_t *n_items, int64_t B, int64_t T, float *host, fn_error *err);
+                       const int64_t *n_items, int64_t B, int64_t T, int standardise, float *host,
+                       fn_error *err);
 /*
  * The forward pass over a's batch with weights w (tensors on be's device): dropout p (0 at
  * inference) with seeds from seed. Scores land in a->score's first B T rows.
@@ -132,6 +137,9 @@ uint64_t rr_dropout_seed(uint64_t seed, int layer, int site);
  * repacked copy exists before concurrent callers share the model.
  */
 fn_status rr_warm(fn_reranker *r, fn_error *err);
+/* Remakes the folded input layer from the current weights (after loading, after training
+ * steps and before scoring with them). */
+fn_status rr_fold(fn_reranker *r, fn_error *err);
 
 /*
  * The loss of lists[0..B) of d as one batch without dropout, summed over the lists, and, when

@@ -274,7 +274,7 @@ static fn_status train_batch(trainer *tr, const fn_listset *d, const size_t *lis
         if (len[b] > T) T = len[b];
     }
     fn_status st;
-    TRY(rr_acts_load(tr->a, r, feats, len, B, T, tr->host, err));
+    TRY(rr_acts_load(tr->a, r, feats, len, B, T, 1, tr->host, err));
     TRY(rr_forward(tr->be, r, r->t, tr->a, p, seed, err));
     const int64_t R = B * T;
     fn_tensor s = rr_rows(tr->a->score, R);
@@ -333,9 +333,10 @@ static void shuffle(size_t *idx, size_t n, uint64_t *state)
     }
 }
 
-static double valid_ndcg(const fn_reranker *r, const fn_listset *valid, float *scores,
-                         fn_status *st, fn_error *err)
+static double valid_ndcg(fn_reranker *r, const fn_listset *valid, float *scores, fn_status *st,
+                         fn_error *err)
 {
+    if ((*st = rr_fold(r, err)) != FN_OK) return NAN;
     if ((*st = fn_reranker_predict(r, valid, scores, err)) != FN_OK) return NAN;
     double sum = 0;
     for (size_t i = 0; i < valid->n_lists; i++) {
