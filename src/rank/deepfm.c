@@ -122,7 +122,7 @@ static fn_status init_parts(fn_model *m, fn_error *err)
     uint64_t state = hp->seed;
     float *V = f->P + f->emb_off;
     for (size_t i = 0; i < (size_t)f->n * (size_t)f->k; i++)
-        V[i] = INIT_V * (2.0f * fn_rank_uniform(&state) - 1.0f);
+        V[i] = INIT_V * (2.0f * fn_rng_uniform(&state) - 1.0f);
 
     fn_status st = fn_backend_cpu_new(1, FN_CPU_BEST, &f->home, err);
     if (st != FN_OK) return st;
@@ -134,8 +134,8 @@ static fn_status init_parts(fn_model *m, fn_error *err)
             return fn_error_prefix(err, "deepfm: layer %d", l);
         float bound = 1.0f / sqrtf((float)f->dims[l]), *w = f->W[l]->data, *b = f->b[l]->data;
         for (int64_t i = 0; i < wd[0] * wd[1]; i++)
-            w[i] = bound * (2.0f * fn_rank_uniform(&state) - 1.0f);
-        for (int64_t i = 0; i < bd; i++) b[i] = bound * (2.0f * fn_rank_uniform(&state) - 1.0f);
+            w[i] = bound * (2.0f * fn_rng_uniform(&state) - 1.0f);
+        for (int64_t i = 0; i < bd; i++) b[i] = bound * (2.0f * fn_rng_uniform(&state) - 1.0f);
     }
     return FN_OK;
 }

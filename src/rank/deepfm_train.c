@@ -384,7 +384,7 @@ static fn_status run_epochs(trainer *t, const fn_dataset *train, const fn_datase
     uint64_t shuffle_state = o->seed ^ 0x5f0e1d2c3b4a6978ull;
     fn_epochs e = fn_epochs_start(o, "deepfm", valid != NULL, n);
     for (int epoch = 1; epoch <= o->epochs; epoch++) {
-        fn_rank_shuffle(order, n, &shuffle_state);
+        fn_rng_shuffle(order, n, &shuffle_state);
         fn_progress *bar = o->progress ? fn_progress_new("examples", n) : NULL;
         double sum = 0;
         uint64_t t0 = fn_now_ns();

@@ -417,7 +417,7 @@ static fn_status init(fn_model *m, fn_error *err)
     /* libffm's initialisation, in its order: uniform [0, 1) / sqrt(k). */
     uint64_t state = m->hp.seed;
     float coef = 1.0f / sqrtf((float)f->k);
-    for (size_t i = 0; i < total; i++) f->W[i] = coef * fn_rank_uniform(&state);
+    for (size_t i = 0; i < total; i++) f->W[i] = coef * fn_rng_uniform(&state);
     m->impl = f;
     return FN_OK;
 }

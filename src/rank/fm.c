@@ -189,7 +189,7 @@ static fn_status init(fn_model *m, fn_error *err)
     uint64_t state = m->hp.seed;
     float *V = f->P + f->emb_off;
     for (size_t i = 0; i < (size_t)f->n * (size_t)f->k; i++)
-        V[i] = INIT_V * (2.0f * fn_rank_uniform(&state) - 1.0f);
+        V[i] = INIT_V * (2.0f * fn_rng_uniform(&state) - 1.0f);
     m->impl = f;
     return FN_OK;
 }

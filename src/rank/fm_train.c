@@ -124,7 +124,7 @@ fn_status fn_fm_train_epochs(const fn_fm_trainer *t, const fn_train_options *o,
     uint64_t shuffle_state = o->seed ^ 0x5f0e1d2c3b4a6978ull;
     fn_epochs e = fn_epochs_start(o, kind, valid != NULL, n);
     for (int epoch = 1; epoch <= o->epochs; epoch++) {
-        fn_rank_shuffle(order, n, &shuffle_state);
+        fn_rng_shuffle(order, n, &shuffle_state);
         epoch_job j = {.t = t,
                        .d = train,
                        .order = order,

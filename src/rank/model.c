@@ -493,27 +493,3 @@ fn_status fn_epochs_finish(const fn_epochs *e, fn_train_report *rep, int *restor
     rep->examples_per_s = e->train_s > 0 ? (double)e->n * e->run / e->train_s : 0;
     return FN_OK;
 }
-
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-float fn_rank_uniform(uint64_t *state)
-{
-    return (float)(splitmix(state) >> 40) / 16777216.0f;
-}
-
-void fn_rank_shuffle(size_t *idx, size_t n, uint64_t *state)
-{
-    for (size_t i = 0; i < n; i++) idx[i] = i;
-    for (size_t i = n; i > 1; i--) {
-        size_t j = (size_t)(splitmix(state) % i);
-        size_t t = idx[i - 1];
-        idx[i - 1] = idx[j];
-        idx[j] = t;
-    }
-}

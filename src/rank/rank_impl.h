@@ -8,6 +8,7 @@
 #define FN_RANK_IMPL_H
 
 #include "common/progress.h"
+#include "common/rng.h"
 #include "common/safetensors.h"
 #include "rank.h"
 
@@ -113,10 +114,5 @@ int fn_epochs_after(fn_epochs *e, int epoch, double train_loss, double valid_los
  * best epoch is not the last one run (the caller puts its weights back).
  */
 fn_status fn_epochs_finish(const fn_epochs *e, fn_train_report *rep, int *restore, fn_error *err);
-
-/* A random permutation of [0, n) from seed (training shuffles). */
-void fn_rank_shuffle(size_t *idx, size_t n, uint64_t *state);
-/* Uniform float in [0, 1) from a splitmix64 state. */
-float fn_rank_uniform(uint64_t *state);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/rng.h"
 #include "model_impl.h"
 
 #define RR_LN_EPS        1e-5f
@@ -182,15 +183,6 @@ static int64_t slot_numel(const fn_reranker *r, int i)
     return r->ndim[i] == 2 ? r->shape[i][0] * r->shape[i][1] : r->shape[i][0];
 }
 
-static float uniform(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (float)(z >> 40) * (1.0f / 16777216.0f);
-}
-
 fn_status rr_new(const fn_rerank_options *o, uint32_t F, const float *mean, const float *scale,
                  fn_reranker **out, fn_error *err)
 {
@@ -233,7 +225,8 @@ fn_status rr_new(const fn_rerank_options *o, uint32_t F, const float *mean, cons
             a = 0.02f;
         else if (r->ndim[i] == 2 && !is_ln_w)
             a = sqrtf(6.0f / (float)(r->shape[i][0] + r->shape[i][1]));
-        for (int64_t j = 0; j < n; j++) h[j] = is_ln_w ? 1.0f : a * (2.0f * uniform(&rng) - 1.0f);
+        for (int64_t j = 0; j < n; j++)
+            h[j] = is_ln_w ? 1.0f : a * (2.0f * fn_rng_uniform(&rng) - 1.0f);
         st = fn_tensor_write(r->t[i], h, (size_t)n * sizeof *h, err);
     }
     free(h);
@@ -353,10 +346,9 @@ fn_status rr_acts_load(rr_acts *a, const fn_reranker *r, const float *const *fea
 
 uint64_t rr_dropout_seed(uint64_t seed, int layer, int site)
 {
-    uint64_t z = seed + 0x9e3779b97f4a7c15ull * (uint64_t)(layer * 4 + site + 1);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    /* a splitmix64 draw from a state of its own per (seed, layer, site) */
+    uint64_t s = seed + 0x9e3779b97f4a7c15ull * (uint64_t)(layer * 4 + site);
+    return fn_rng_next(&s);
 }
 
 fn_status rr_forward(fn_backend *be, const fn_reranker *r, fn_tensor *const *w, rr_acts *a,

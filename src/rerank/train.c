@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/progress.h"
+#include "common/rng.h"
 #include "model_impl.h"
 
 #define RR_LN_EPS 1e-5f
@@ -319,20 +320,6 @@ static fn_status standardise(const fn_listset *d, float *mean, float *scale, fn_
     return FN_OK;
 }
 
-static void shuffle(size_t *idx, size_t n, uint64_t *state)
-{
-    for (size_t i = n; i > 1; i--) {
-        uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        z ^= z >> 31;
-        const size_t j = (size_t)(z % i);
-        const size_t t = idx[i - 1];
-        idx[i - 1] = idx[j];
-        idx[j] = t;
-    }
-}
-
 static double valid_ndcg(fn_reranker *r, const fn_listset *valid, float *scores, fn_status *st,
                          fn_error *err)
 {
@@ -397,7 +384,6 @@ fn_status fn_reranker_train(const fn_rerank_options *o, const fn_listset *train,
     if ((st = standardise(train, mean, scale, err)) != FN_OK) goto done;
     if ((st = rr_new(o, F, mean, scale, &r, err)) != FN_OK) goto done;
     if ((st = trainer_new(&tr, r, (int64_t)o->batch * o->max_items, err)) != FN_OK) goto done;
-    for (size_t i = 0; i < train->n_lists; i++) order[i] = i;
     uint64_t rng = o->seed ^ 0x5851f42d4c957f2dull;
     int64_t step = 0;
     int best = 0, since = 0, epoch = 0;
@@ -405,7 +391,7 @@ fn_status fn_reranker_train(const fn_rerank_options *o, const fn_listset *train,
     const double t0 = (double)fn_now_ns() * 1e-9;
     fn_progress *bar = NULL;
     for (epoch = 1; epoch <= o->epochs; epoch++) {
-        shuffle(order, train->n_lists, &rng);
+        fn_rng_shuffle(order, train->n_lists, &rng);
         if (o->progress) {
             char label[48];
             snprintf(label, sizeof label, "epoch %d/%d lists", epoch, o->epochs);

@@ -440,7 +440,7 @@ START_TEST(one_step_by_hand)
         float *W = malloc(3 * M * k * sizeof *W), *trained = read_tensor(path, "embedding", &n);
         ck_assert_uint_eq(n, 3 * M * k);
         for (size_t i = 0; i < 3 * M * k; i++)
-            W[i] = (1.0f / sqrtf((float)k)) * fn_rank_uniform(&state);
+            W[i] = (1.0f / sqrtf((float)k)) * fn_rng_uniform(&state);
         float r = 1.0f / (1.0f + 0.25f + 4.0f);
         double t = ffm_logit_ref(W, M, k, x, 3, 1);
         float kappa = (float)(-1.0 / (1.0 + exp(t))); /* y = +1 */
@@ -461,7 +461,7 @@ START_TEST(one_step_by_hand)
         free(trained);
     } else {
         float *V = malloc(3 * k * sizeof *V), w[3] = {0, 0, 0}, b = 0;
-        for (size_t i = 0; i < 3 * k; i++) V[i] = 0.1f * (2.0f * fn_rank_uniform(&state) - 1.0f);
+        for (size_t i = 0; i < 3 * k; i++) V[i] = 0.1f * (2.0f * fn_rng_uniform(&state) - 1.0f);
         double t = fm_logit_ref(0, w, V, k, x, 3);
         float g = (float)(1.0 / (1.0 + exp(-t))); /* p - label, label 0 */
         float S[8] = {0};
