@@ -28,6 +28,7 @@
 typedef struct cfg_reader {
     const char *path; /* the configuration file, for messages */
     char dir[4096];   /* its folder: relative paths start there */
+    const fn_pipeline_overrides *over;
 } cfg_reader;
 
 static fn_status bad(const cfg_reader *c, fn_error *err, const char *what, const char *why)
@@ -351,10 +352,54 @@ static void file_version(const char *path, char *out, size_t cap)
         snprintf(out, cap, "%s", basename(copy));
 }
 
+/*
+ * "rerank": {"model": FILE, "top": N, "device": "cpu", "threads": N, "searches": false}: the
+ * listwise model over the top N of the ranked list. Its input width must be the pipeline's
+ * feature rows'. Requests with a query skip it unless "searches" is true: a model trained on
+ * lists without queries has never seen the query's columns matter.
+ */
+static fn_status load_reranker(fn_pipeline *p, const cfg_reader *c, json_t *root, fn_error *err)
+{
+    static const char *const names[] = {"model", "top", "device", "threads", "searches", NULL};
+    json_t *j = json_object_get(root, "rerank");
+    p->rerank_top = 50; /* the training lists' length when there is no reranker yet */
+    if (!j) return FN_OK;
+    char *model = NULL, *device = NULL;
+    size_t threads = 1;
+    fn_status st = check_object(c, j, "rerank", err);
+    if (st == FN_OK) st = check_keys(c, j, "rerank", names, err);
+    if (st == FN_OK) st = get_path(c, j, "model", "rerank.model", 1, &model, err);
+    if (st == FN_OK) st = get_count(c, j, "top", "rerank.top", 1, 10000, 50, &p->rerank_top, err);
+    if (st == FN_OK) st = get_word(c, j, "device", "rerank.device", "cpu", &device, err);
+    if (st == FN_OK) st = get_count(c, j, "threads", "rerank.threads", 0, 1024, 1, &threads, err);
+    json_t *js = json_object_get(j, "searches");
+    if (st == FN_OK && js && !json_is_boolean(js))
+        st = bad(c, err, "rerank.searches", "must be true or false");
+    p->rerank_searches = js && json_is_true(js);
+    if (st == FN_OK && !(c->over && c->over->no_rerank)) {
+        if ((st = fn_reranker_load(model, device, (int)threads, &p->reranker, err)) != FN_OK)
+            fn_error_prefix(err, "rerank.model");
+        else if (fn_reranker_features(p->reranker) != FN_PIPELINE_RERANK_FEATURES)
+            st =
+                fn_error_set(err, FN_ERR_INVALID,
+                             "rerank.model: %s reads %u features per item, the pipeline gives "
+                             "%d (make its lists with `funnel rerank lists`)",
+                             model, fn_reranker_features(p->reranker), FN_PIPELINE_RERANK_FEATURES);
+        else if ((size_t)fn_reranker_options(p->reranker)->max_items < p->rerank_top)
+            st = fn_error_set(err, FN_ERR_INVALID,
+                              "rerank.top: %zu is above the %d items %s scores at most",
+                              p->rerank_top, fn_reranker_options(p->reranker)->max_items, model);
+        else
+            file_version(model, p->rerank_version, sizeof p->rerank_version);
+    }
+    free(model), free(device);
+    return st;
+}
+
 static fn_status load_parts(fn_pipeline *p, const cfg_reader *c, json_t *root, fn_error *err)
 {
     static const char *const top[] = {"store",  "interactions", "spec",    "ctr_model", "keys",
-                                      "recall", "page",         "encoder", NULL};
+                                      "recall", "page",         "encoder", "rerank",    NULL};
     static const char *const key_names[] = {"user", "item", "time", "label", "category", NULL};
     static const char *const recall_names[] = {"cap",       "popularity", "cooc", "ann",
                                                "query_ann", "user_ann",   NULL};
@@ -385,9 +430,19 @@ static fn_status load_parts(fn_pipeline *p, const cfg_reader *c, json_t *root, f
     if (st == FN_OK) st = check_keys(c, jpage, "page", page_names, err);
     if (st == FN_OK) st = get_path(c, root, "store", "store", 1, &store, err);
     if (st == FN_OK) st = get_path(c, root, "interactions", "interactions", 1, &inter, err);
+    if (st == FN_OK && c->over && c->over->interactions) {
+        free(inter);
+        if (!(inter = strdup(c->over->interactions)))
+            st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+    }
     if (st == FN_OK) st = get_path(c, root, "spec", "spec", 1, &spec, err);
     if (st == FN_OK) st = get_path(c, root, "ctr_model", "ctr_model", 1, &model, err);
     if (st == FN_OK) st = get_path(c, jc, "table", "recall.cooc.table", 0, &cooc, err);
+    if (st == FN_OK && c->over && c->over->cooc_table) {
+        free(cooc);
+        if (!(cooc = strdup(c->over->cooc_table)))
+            st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+    }
     if (st == FN_OK) st = get_word(c, jk, "user", "keys.user", "user_id", &keys[0], err);
     if (st == FN_OK) st = get_word(c, jk, "item", "keys.item", "item_id", &keys[1], err);
     if (st == FN_OK) st = get_word(c, jk, "time", "keys.time", "timestamp", &keys[2], err);
@@ -447,6 +502,7 @@ static fn_status load_parts(fn_pipeline *p, const cfg_reader *c, json_t *root, f
     if (st == FN_OK && cooc && (st = fn_cooc_load(cooc, &p->cooc, err)) != FN_OK)
         fn_error_prefix(err, "recall.cooc.table");
     if (st == FN_OK) st = load_ann(p, c, root, jr, empty, err);
+    if (st == FN_OK) st = load_reranker(p, c, root, err);
     if (st == FN_OK) {
         size_t nc = fn_columns_count(p->spec);
         const unsigned shared = (1u << FN_SOURCE_USER) | (1u << FN_SOURCE_CONTEXT);
@@ -463,6 +519,11 @@ static fn_status load_parts(fn_pipeline *p, const cfg_reader *c, json_t *root, f
         p->version_names[1] = "feature_spec";
         p->version_values[1] = p->spec_version;
         p->n_versions = 2;
+        if (p->reranker) {
+            p->version_names[2] = "reranker";
+            p->version_values[2] = p->rerank_version;
+            p->n_versions = 3;
+        }
         snprintf(p->summary, sizeof p->summary,
                  "%s CTR model, %zu users with histories (%zu interactions), %zu popular items, "
                  "%s",
@@ -474,6 +535,11 @@ static fn_status load_parts(fn_pipeline *p, const cfg_reader *c, json_t *root, f
                      fn_ann_count(p->ann), p->encoder ? ", query channel" : "",
                      p->user_recent ? ", user channel" : "");
         }
+        if (p->reranker) {
+            size_t len = strlen(p->summary);
+            snprintf(p->summary + len, sizeof p->summary - len, ", reranker over the top %zu",
+                     p->rerank_top);
+        }
     }
     json_decref(empty);
     free(store), free(inter), free(spec), free(model), free(cooc), free(div);
@@ -483,8 +549,14 @@ static fn_status load_parts(fn_pipeline *p, const cfg_reader *c, json_t *root, f
 
 fn_status fn_pipeline_load(const char *config_path, fn_pipeline **out, fn_error *err)
 {
+    return fn_pipeline_load_with(config_path, NULL, out, err);
+}
+
+fn_status fn_pipeline_load_with(const char *config_path, const fn_pipeline_overrides *o,
+                                fn_pipeline **out, fn_error *err)
+{
     *out = NULL;
-    cfg_reader c = {.path = config_path};
+    cfg_reader c = {.path = config_path, .over = o};
     char copy[4096];
     snprintf(copy, sizeof copy, "%s", config_path);
     snprintf(c.dir, sizeof c.dir, "%s", dirname(copy));
@@ -533,6 +605,7 @@ void fn_pipeline_unref(fn_pipeline *p)
     fn_ann_ids_free(p->ann_ids);
     fn_encoder_free(p->encoder);
     fn_query_cache_free(p->qcache);
+    fn_reranker_free(p->reranker);
     free(p->events);
     free(p->seen);
     free(p->users);

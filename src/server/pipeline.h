@@ -18,6 +18,8 @@
  *    "recall": {"cap": 300,
  *               "popularity": {"quota": 100, "half_life_days": 14},
  *               "cooc": {"table": FILE, "quota": 200, "recent": 10}},
+ *    "rerank": {"model": RERANKER.safetensors, "top": 50, "device": "cpu",
+ *               "threads": 1, "searches": false},
  *    "page": {"default_size": 10, "max_size": 100, "diversity": "mmr",
  *             "lambda": 0.8, "max_per_category": 0}}
  */
@@ -34,6 +36,18 @@ typedef struct fn_pipeline fn_pipeline;
 
 /* Loads every part the configuration names; a missing or bad part is an error naming it. */
 fn_status fn_pipeline_load(const char *config_path, fn_pipeline **out, fn_error *err);
+
+/*
+ * Parts to load instead of the configuration's, for offline runs of the pipeline (making the
+ * reranker's training lists from an earlier stretch of the log): NULL / 0 keeps the file's.
+ */
+typedef struct fn_pipeline_overrides {
+    const char *interactions; /* instead of "interactions" */
+    const char *cooc_table;   /* instead of "recall.cooc.table" */
+    int no_rerank;            /* leave the "rerank" section's model out */
+} fn_pipeline_overrides;
+fn_status fn_pipeline_load_with(const char *config_path, const fn_pipeline_overrides *o,
+                                fn_pipeline **out, fn_error *err);
 fn_pipeline *fn_pipeline_ref(fn_pipeline *p);
 /* Drops a reference; the last one frees the pipeline. */
 void fn_pipeline_unref(fn_pipeline *p);
@@ -65,5 +79,39 @@ fn_status fn_pipeline_rank(fn_pipeline *p, const Funnel__V1__RankRequest *req, i
 #define FN_PIPELINE_MAX_TEXT_BYTES 65536
 fn_status fn_pipeline_encode(fn_pipeline *p, const Funnel__V1__EncodeRequest *req, fn_arena *arena,
                              Funnel__V1__EncodeResponse *resp, fn_error *err);
+
+/*
+ * The rerank stage's input: one row of FN_PIPELINE_RERANK_FEATURES floats per
+ * candidate at the top of the ranked list (best first by the rank stage's
+ * relevance), the same rows at serving and in the training lists, so a
+ * reranker sees at serving what it was trained on. Columns:
+ *
+ *    0 the CTR as a logit            8 in the user-vector channel (0/1)
+ *    1 position / (top - 1)          9 cosine of item and user vector
+ *    2 CTR / the list's best CTR    10 in the query channel (0/1)
+ *    3 relevance / the best         11 cosine of item and query vector
+ *    4 in the popularity channel    12 the request has a query (0/1)
+ *    5 log(1 + popularity score)    13 log(1 + the user's history length)
+ *    6 in the co-occurrence channel 14 the highest cosine to an item above
+ *    7 log(1 + co-occurrence score) 15 the mean cosine to the list's others
+ *
+ * Cosines are 0 where a vector is missing (an item without one, a request
+ * without a query, a user without liked items).
+ */
+#define FN_PIPELINE_RERANK_FEATURES 16
+
+/* One request's rerank input (in the arena): ids[n], features[n x FN_PIPELINE_RERANK_FEATURES]. */
+typedef struct fn_pipeline_list {
+    size_t n;
+    const char **ids;
+    float *features;
+} fn_pipeline_list;
+
+/*
+ * Runs q through recall and rank (no deadline) and gives the top `top` candidates' rerank rows
+ * (0: the configuration's rerank.top), for writing training lists. Bad input as for Rank.
+ */
+fn_status fn_pipeline_rerank_input(fn_pipeline *p, const Funnel__V1__RankRequest *q, size_t top,
+                                   fn_arena *arena, fn_pipeline_list *out, fn_error *err);
 
 #endif

@@ -7,6 +7,8 @@
  *   rank      the candidates' records fetched in one multi-get, their
  *             feature columns (the user and context columns once per
  *             request), scored by the CTR model;
+ *   rerank    the listwise model over the top of the ranked list (its
+ *             feature rows: pipeline_rerank.c), when one is configured;
  *   page      the page maker (diversity over the items' categories, a cap
  *             per category), cut to page_size.
  *
@@ -93,11 +95,19 @@ typedef struct request {
     /* the user's most recent liked items, newest first: seeds of cooc and of the user vector */
     const char **recent;
     size_t n_recent;
+    /* the query's and the user's vectors (unit length), when the ANN channels made them */
+    const float *qvec, *uvec;
     /* candidates */
     fn_recall_candidate *cand;
     double *chan_scores;
     size_t n;
     float *ctr;
+    /* what the page orders by (see relevance), and the candidates in that order */
+    float *rel;
+    size_t *order;
+    /* the reranker's scores by candidate (of order[0 .. n_rr) once it ran) */
+    float *rr;
+    size_t n_rr;
     /* page */
     size_t *page;
     size_t n_page;
@@ -218,6 +228,7 @@ static fn_status ann_channels(request *r, fn_recall_channel *ch, size_t extra, f
         if (st == FN_OK) st = fn_ann_search(p->ann, 1, qv, k, &p->ann_params, ids, sc, err);
         if (st == FN_OK) st = ann_list(r, ids, sc, k, p->cap, &ch[PL_CH_QUERY], err);
         r->search = st == FN_OK;
+        r->qvec = qv;
     }
     const size_t nr = r->n_recent < p->user_recent ? r->n_recent : p->user_recent;
     if (st != FN_OK || !p->ann || !nr || !p->quota[PL_CH_USER]) return st;
@@ -239,6 +250,18 @@ static fn_status ann_channels(request *r, fn_recall_channel *ch, size_t extra, f
     }
     fn_store_records_release(recs, nr);
     if (!nv) return FN_OK; /* the items have no vectors: the channel has nothing to say */
+    /* the user's vector (the rerank stage's too): the normalised mean of the recent ones */
+    float *uv = alloc(r, dim * sizeof *uv, &st, err);
+    if (st != FN_OK) return st;
+    double sq = 0;
+    for (size_t d = 0; d < dim; d++) {
+        double s = 0;
+        for (size_t i = 0; i < nv; i++) s += vecs[i * dim + d];
+        uv[d] = (float)s;
+        sq += s * s;
+    }
+    for (size_t d = 0; sq > 0 && d < dim; d++) uv[d] = (float)(uv[d] / sqrt(sq));
+    r->uvec = sq > 0 ? uv : NULL;
     st = fn_recall_user_ann(p->ann, nv, vecs, k, &p->ann_params, ids, sc, err);
     if (st == FN_OK) st = ann_list(r, ids, sc, k, p->quota[PL_CH_USER], &ch[PL_CH_USER], err);
     return st;
@@ -345,7 +368,7 @@ static fn_status rank(request *r, fn_store_record **items, fn_error *err)
     return st;
 }
 
-/* ---- page ---- */
+/* ---- relevance and rerank ---- */
 
 /*
  * What the page orders by: the CTR (or, when ranking was skipped, the recall order); in a
@@ -361,6 +384,89 @@ static float relevance(const request *r, size_t i)
     }
     return v;
 }
+
+/* Sorts candidate indexes by relevance, highest first; ties keep the lower index. */
+static _Thread_local const float *sort_by;
+static int cmp_by_rel(const void *a, const void *b)
+{
+    const size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    if (sort_by[i] != sort_by[j]) return sort_by[i] > sort_by[j] ? -1 : 1;
+    return i < j ? -1 : i > j;
+}
+
+/* r->rel from the last finished stage before rerank, and the candidates in its order. */
+static fn_status order_by_relevance(request *r, fn_error *err)
+{
+    fn_status st = FN_OK;
+    r->rel = alloc(r, (r->n + 1) * sizeof *r->rel, &st, err);
+    r->order = alloc(r, (r->n + 1) * sizeof *r->order, &st, err);
+    if (st != FN_OK) return st;
+    for (size_t i = 0; i < r->n; i++) r->rel[i] = relevance(r, i), r->order[i] = i;
+    sort_by = r->rel;
+    qsort(r->order, r->n, sizeof *r->order, cmp_by_rel);
+    return FN_OK;
+}
+
+/* The rerank stage's feature rows for order[0 .. m) (items: the candidates' records). */
+static fn_status rerank_rows(request *r, fn_store_record **items, size_t m, float **rows,
+                             fn_error *err)
+{
+    fn_status st = FN_OK;
+    const float **vecs = alloc(r, (r->n + 1) * sizeof *vecs, &st, err);
+    *rows = alloc(r, (m * FN_PIPELINE_RERANK_FEATURES + 1) * sizeof **rows, &st, err);
+    if (st != FN_OK) return st;
+    const size_t dim = r->p->ann ? fn_ann_dim(r->p->ann) : 0;
+    for (size_t k = 0; k < m; k++) {
+        const size_t i = r->order[k];
+        size_t len = 0;
+        const float *v = items[i] ? fn_store_record_vector(items[i], &len) : NULL;
+        vecs[i] = v && dim && len == dim ? v : NULL;
+    }
+    const pl_user *u = r->user;
+    const pl_rerank_in in = {.m = m,
+                             .order = r->order,
+                             .cand = r->cand,
+                             .chan_scores = r->chan_scores,
+                             .ctr = r->ctr,
+                             .relevance = r->rel,
+                             .vecs = vecs,
+                             .dim = dim,
+                             .qvec = dim ? r->qvec : NULL,
+                             .uvec = dim ? r->uvec : NULL,
+                             .history = u ? u->n : 0};
+    return pl_rerank_features(r->p, &in, *rows, err);
+}
+
+/*
+ * The rerank stage: the reranker scores the top rerank_top of the order as one list. Their
+ * relevance becomes 1 + the score scaled to [0, 1] over that list, so the page's diversity
+ * trade-off sees the usual range and they all stay above the rest (relevance at most 1).
+ */
+static fn_status rerank(request *r, fn_store_record **items, fn_error *err)
+{
+    const size_t m = r->n < r->p->rerank_top ? r->n : r->p->rerank_top;
+    float *rows = NULL;
+    fn_status st = rerank_rows(r, items, m, &rows, err);
+    float *s = alloc(r, (m + 1) * sizeof *s, &st, err);
+    r->rr = alloc(r, (r->n + 1) * sizeof *r->rr, &st, err);
+    if (st == FN_OK) st = fn_reranker_score(r->p->reranker, rows, m, s, err);
+    if (st != FN_OK) return st;
+    float lo = INFINITY, hi = -INFINITY;
+    for (size_t k = 0; k < m; k++) {
+        if (s[k] < lo) lo = s[k];
+        if (s[k] > hi) hi = s[k];
+        r->rr[r->order[k]] = s[k];
+    }
+    for (size_t k = 0; k < m; k++)
+        r->rel[r->order[k]] = 1.0f + (hi > lo ? (s[k] - lo) / (hi - lo) : 0.5f);
+    r->n_rr = m;
+    /* the order follows: the reranked top first, the rest as they were */
+    sort_by = r->rel;
+    qsort(r->order, m, sizeof *r->order, cmp_by_rel);
+    return FN_OK;
+}
+
+/* ---- page ---- */
 
 /* The item's categories (bytes values of the category key) as small ids, interned per request. */
 typedef struct cat_table {
@@ -421,10 +527,8 @@ static fn_status page(request *r, fn_store_record **items, size_t page_size, fn_
     }
     if (st != FN_OK) return st;
     offs[r->n] = (uint32_t)n_cats;
-    float *rel = alloc(r, (r->n + 1) * sizeof *rel, &st, err);
-    for (size_t i = 0; st == FN_OK && i < r->n; i++) rel[i] = relevance(r, i);
     const fn_page_items it = {.n = r->n,
-                              .scores = rel,
+                              .scores = r->rel,
                               .cat_offsets = need_cats ? offs : NULL,
                               .cats = need_cats ? (cats ? cats : offs) : NULL};
     fn_page_options po = {.page_size = page_size,
@@ -455,44 +559,94 @@ static Funnel__V1__RankedItem *ranked_item(request *r, size_t i, float score, fn
     return it;
 }
 
+/* The request's scratch: the user's history and seen items, the sorted exclusions. */
+static fn_status begin(fn_pipeline *p, const Funnel__V1__RankRequest *q, fn_arena *arena,
+                       request *r, fn_error *err)
+{
+    fn_status st = FN_OK;
+    *r = (request){.p = p, .a = arena, .q = q};
+    r->timings = alloc(r, 8 * sizeof *r->timings, &st, err);
+    r->degraded = alloc(r, 8 * sizeof *r->degraded, &st, err);
+    const char *uid = q->user_id ? q->user_id : "";
+    r->user = *uid ? pl_find_user(p, uid) : NULL;
+    if (r->user) {
+        r->seen = p->seen + r->user->first;
+        r->n_seen = r->user->n;
+        /* the most recent liked items, enough for both channels that start from them */
+        const size_t want = p->recent > p->user_recent ? p->recent : p->user_recent;
+        r->recent = alloc(r, (want + 1) * sizeof *r->recent, &st, err);
+        for (size_t i = r->user->n; st == FN_OK && i-- > 0 && r->n_recent < want;) {
+            const pl_event *e = &p->events[r->user->first + i];
+            if (e->liked) r->recent[r->n_recent++] = e->item;
+        }
+    }
+    r->excluded = alloc(r, (q->n_exclude_ids + 1) * sizeof *r->excluded, &st, err);
+    for (size_t i = 0; st == FN_OK && i < q->n_exclude_ids; i++)
+        if (q->exclude_ids[i]) r->excluded[r->n_excluded++] = q->exclude_ids[i];
+    if (st == FN_OK) qsort(r->excluded, r->n_excluded, sizeof *r->excluded, cmp_str);
+    r->extra = r->n_seen + r->n_excluded;
+    return st;
+}
+
+/* Recall, then rank unless the deadline is near; items gets the candidates' records. */
+static fn_status recall_and_rank(request *r, int64_t deadline_ns, fn_store_record ***items,
+                                 fn_error *err)
+{
+    uint64_t t0 = fn_now_ns();
+    fn_status st = recall(r, err);
+    if (st != FN_OK) return st;
+    timing(r, "recall", t0, r->n);
+    if (r->n && !(*items = calloc(r->n, sizeof **items)))
+        return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+    t0 = fn_now_ns();
+    if (r->n && !out_of_time(r, deadline_ns, PL_STAGE_RANK, "rank")) {
+        if ((st = rank(r, *items, err)) != FN_OK) return st;
+        timing(r, "rank", t0, r->n);
+        learn(r->p, PL_STAGE_RANK, t0);
+    }
+    return order_by_relevance(r, err);
+}
+
+/* One stage's candidates in debug output: order[0 .. n) (NULL: the candidates in merge order)
+ * with the given scores by candidate (NULL: relevance). */
+static Funnel__V1__StageDebug *stage_debug(request *r, const char *stage, const size_t *order,
+                                           size_t n, const float *scores, fn_status *st,
+                                           fn_error *err)
+{
+    Funnel__V1__StageDebug *d = alloc(r, sizeof *d, st, err);
+    if (!d) return NULL;
+    funnel__v1__stage_debug__init(d);
+    d->stage = (char *)stage;
+    d->items = alloc(r, (n + 1) * sizeof *d->items, st, err);
+    for (size_t k = 0; d->items && k < n; k++) {
+        const size_t i = order ? order[k] : k;
+        Funnel__V1__RankedItem *it = ranked_item(r, i, scores ? scores[i] : r->rel[i], st, err);
+        if (!it) return NULL;
+        d->items[d->n_items++] = it;
+    }
+    return *st == FN_OK ? d : NULL;
+}
+
 fn_status fn_pipeline_rank(fn_pipeline *p, const Funnel__V1__RankRequest *q, int64_t deadline_ns,
                            fn_arena *arena, Funnel__V1__RankResponse *resp, fn_error *err)
 {
     size_t page_size = 0;
+    request r;
     fn_status st = check_request(p, q, &page_size, err);
+    if (st == FN_OK) st = begin(p, q, arena, &r, err);
     if (st != FN_OK) return st;
-    request r = {.p = p, .a = arena, .q = q};
-    r.timings = alloc(&r, 4 * sizeof *r.timings, &st, err);
-    r.degraded = alloc(&r, 8 * sizeof *r.degraded, &st, err);
-    const char *uid = q->user_id ? q->user_id : "";
-    r.user = *uid ? pl_find_user(p, uid) : NULL;
-    if (r.user) {
-        r.seen = p->seen + r.user->first;
-        r.n_seen = r.user->n;
-        /* the most recent liked items, enough for both channels that start from them */
-        const size_t want = p->recent > p->user_recent ? p->recent : p->user_recent;
-        r.recent = alloc(&r, (want + 1) * sizeof *r.recent, &st, err);
-        for (size_t i = r.user->n; st == FN_OK && i-- > 0 && r.n_recent < want;) {
-            const pl_event *e = &p->events[r.user->first + i];
-            if (e->liked) r.recent[r.n_recent++] = e->item;
-        }
-    }
-    r.excluded = alloc(&r, (q->n_exclude_ids + 1) * sizeof *r.excluded, &st, err);
-    for (size_t i = 0; st == FN_OK && i < q->n_exclude_ids; i++)
-        if (q->exclude_ids[i]) r.excluded[r.n_excluded++] = q->exclude_ids[i];
-    if (st == FN_OK) qsort(r.excluded, r.n_excluded, sizeof *r.excluded, cmp_str);
-    r.extra = r.n_seen + r.n_excluded;
-
-    uint64_t t0 = fn_now_ns();
-    if (st == FN_OK && (st = recall(&r, err)) == FN_OK) timing(&r, "recall", t0, r.n);
     fn_store_record **items = NULL;
-    if (st == FN_OK && r.n) items = calloc(r.n, sizeof *items);
-    if (st == FN_OK && r.n && !items) st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
-    t0 = fn_now_ns();
-    if (st == FN_OK && r.n && !out_of_time(&r, deadline_ns, PL_STAGE_RANK, "rank")) {
-        if ((st = rank(&r, items, err)) == FN_OK) {
-            timing(&r, "rank", t0, r.n);
-            learn(p, PL_STAGE_RANK, t0);
+    st = recall_and_rank(&r, deadline_ns, &items, err);
+    uint64_t t0 = fn_now_ns();
+    const int with_query = q->query && *q->query;
+    if (st == FN_OK && p->reranker && r.n && (!with_query || p->rerank_searches)) {
+        /* without CTR scores the reranker has nothing to go on: skipped with rank */
+        if (!r.ctr)
+            r.degraded[r.n_degraded++] = "rerank";
+        else if (!out_of_time(&r, deadline_ns, PL_STAGE_RERANK, "rerank") &&
+                 (st = rerank(&r, items, err)) == FN_OK) {
+            timing(&r, "rerank", t0, r.n_rr);
+            learn(p, PL_STAGE_RERANK, t0);
         }
     }
     t0 = fn_now_ns();
@@ -502,10 +656,9 @@ fn_status fn_pipeline_rank(fn_pipeline *p, const Funnel__V1__RankRequest *q, int
             learn(p, PL_STAGE_PAGE, t0);
         }
     } else if (st == FN_OK) {
-        /* no time for the page maker: the first page_size of the last order */
-        r.page = alloc(&r, (page_size + 1) * sizeof *r.page, &st, err);
-        for (size_t i = 0; st == FN_OK && i < r.n && r.n_page < page_size; i++)
-            r.page[r.n_page++] = i;
+        /* no time for the page maker: the first page_size of the last stage's order */
+        r.page = r.order;
+        r.n_page = r.n < page_size ? r.n : page_size;
     }
     if (items) fn_store_records_release(items, r.n);
     free(items);
@@ -516,8 +669,7 @@ fn_status fn_pipeline_rank(fn_pipeline *p, const Funnel__V1__RankRequest *q, int
     resp->items = alloc(&r, (r.n_page + 1) * sizeof *resp->items, &st, err);
     for (size_t k = 0; st == FN_OK && k < r.n_page; k++) {
         const size_t i = r.page[k];
-        float score = relevance(&r, i);
-        if (!(resp->items[resp->n_items++] = ranked_item(&r, i, score, &st, err))) break;
+        if (!(resp->items[resp->n_items++] = ranked_item(&r, i, r.rel[i], &st, err))) break;
     }
     resp->timings = r.timings, resp->n_timings = r.n_timings;
     resp->degraded = r.degraded, resp->n_degraded = r.n_degraded;
@@ -533,21 +685,38 @@ fn_status fn_pipeline_rank(fn_pipeline *p, const Funnel__V1__RankRequest *q, int
         resp->model_versions[resp->n_model_versions++] = e;
     }
     if (st == FN_OK && q->debug && r.n) {
-        /* the recall stage's candidates, in merge order, with their CTR when scored */
-        Funnel__V1__StageDebug *d = alloc(&r, sizeof *d, &st, err);
-        resp->debug = alloc(&r, sizeof *resp->debug, &st, err);
-        if (d && resp->debug) {
-            funnel__v1__stage_debug__init(d);
-            d->stage = "recall";
-            d->items = alloc(&r, r.n * sizeof *d->items, &st, err);
-            for (size_t i = 0; d->items && i < r.n; i++) {
-                Funnel__V1__RankedItem *it = ranked_item(&r, i, r.ctr ? r.ctr[i] : 0.0f, &st, err);
-                if (!it) break;
-                d->items[d->n_items++] = it;
-            }
-            resp->debug[resp->n_debug++] = d;
-        }
+        /* recall's candidates in merge order with their CTR when scored (rank's output), then
+         * the reranked top with the reranker's own scores */
+        resp->debug = alloc(&r, 2 * sizeof *resp->debug, &st, err);
+        Funnel__V1__StageDebug *d =
+            resp->debug ? stage_debug(&r, "recall", NULL, r.n, r.ctr, &st, err) : NULL;
+        if (d) resp->debug[resp->n_debug++] = d;
+        d = d && r.n_rr ? stage_debug(&r, "rerank", r.order, r.n_rr, r.rr, &st, err) : NULL;
+        if (d) resp->debug[resp->n_debug++] = d;
     }
+    return st;
+}
+
+fn_status fn_pipeline_rerank_input(fn_pipeline *p, const Funnel__V1__RankRequest *q, size_t top,
+                                   fn_arena *arena, fn_pipeline_list *out, fn_error *err)
+{
+    size_t page_size = 0;
+    request r;
+    *out = (fn_pipeline_list){0};
+    fn_status st = check_request(p, q, &page_size, err);
+    if (st == FN_OK) st = begin(p, q, arena, &r, err);
+    if (st != FN_OK) return st;
+    fn_store_record **items = NULL;
+    st = recall_and_rank(&r, 0, &items, err);
+    if (!top) top = p->rerank_top;
+    const size_t m = r.n < top ? r.n : top;
+    float *rows = NULL;
+    if (st == FN_OK && m) st = rerank_rows(&r, items, m, &rows, err);
+    const char **ids = alloc(&r, (m + 1) * sizeof *ids, &st, err);
+    for (size_t k = 0; st == FN_OK && k < m; k++) ids[k] = r.cand[r.order[k]].id;
+    if (items) fn_store_records_release(items, r.n);
+    free(items);
+    if (st == FN_OK) *out = (fn_pipeline_list){m, ids, rows};
     return st;
 }
 

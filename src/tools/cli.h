@@ -33,6 +33,7 @@ int fn_cmd_index(int argc, char **argv);
 int fn_cmd_cooc(int argc, char **argv);
 int fn_cmd_recall(int argc, char **argv);
 int fn_cmd_rerank(int argc, char **argv);
+int fn_cmd_rerank_lists(int argc, char **argv); /* `funnel rerank lists`, rerank_lists.c */
 
 /* Prints "funnel CMD: message" for err to stderr; returns FN_EXIT_FAIL. */
 int fn_cli_fail(const char *cmd, const fn_error *err);

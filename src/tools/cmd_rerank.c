@@ -20,6 +20,7 @@ static const char usage[] =
     "usage: funnel rerank train --data FILE [--valid FILE | --holdout X] --out MODEL [options]\n"
     "       funnel rerank eval (--model MODEL | --scores FILE) --data FILE [--json]\n"
     "                          [--predictions OUT] [--page N [page options]]\n"
+    "       funnel rerank lists --config FILE --labels FILE --out FILE (see its --help)\n"
     "\n"
     "Trains the list-aware reranker (self-attention over each list's items, after PRM)\n"
     "on lists and writes it as safetensors, or evaluates a model (or scores computed\n"
@@ -555,9 +556,10 @@ int fn_cmd_rerank(int argc, char **argv)
         return argc < 2 ? FN_EXIT_USAGE : FN_EXIT_OK;
     }
     const char *sub = argv[1];
+    if (!strcmp(sub, "lists")) return fn_cmd_rerank_lists(argc - 1, argv + 1);
     int train = !strcmp(sub, "train"), eval = !strcmp(sub, "eval");
     if (!train && !eval)
-        return fn_cli_usage_error("rerank", "unknown subcommand '%s' (train or eval)", sub);
+        return fn_cli_usage_error("rerank", "unknown subcommand '%s' (train, eval or lists)", sub);
     args a;
     int rc = parse(train ? "rerank train" : "rerank eval", argc - 1, argv + 1, &a);
     if (rc >= 0) return rc;

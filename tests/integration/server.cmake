@@ -41,3 +41,13 @@ add_test(NAME integration.server_load
                  --funnel $<TARGET_FILE:funnel> --funneld $<TARGET_FILE:funneld>
                  --data ${FUNNEL_DATA_DIR} --proto ${PROJECT_SOURCE_DIR}/proto)
 set_tests_properties(integration.server_load PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
+
+# The listwise reranker in the pipeline: `funnel rerank lists` (rows and grades checked
+# against the log), a reranker that beats the rank stage's order on the later test split,
+# funneld's reranker scores equal to the lists' (serving parity), the page following them,
+# queries not reranked, a tight budget skipping rerank, broken rerank settings named.
+add_test(NAME integration.server_rerank
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_server_rerank.py
+                 --funnel $<TARGET_FILE:funnel> --funneld $<TARGET_FILE:funneld>
+                 --data ${FUNNEL_DATA_DIR})
+set_tests_properties(integration.server_rerank PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
