@@ -627,6 +627,30 @@ static Funnel__V1__StageDebug *stage_debug(request *r, const char *stage, const 
     return *st == FN_OK ? d : NULL;
 }
 
+/*
+ * debug=true: recall's candidates in merge order, each scored by the channel whose quota took
+ * it; the rank stage's order with the relevance it gave (CTR, in a search times the query
+ * similarity), when it ran; the reranked top with the reranker's own scores, when it ran.
+ * Every item carries its CTR when scored; the page is the response itself.
+ */
+static fn_status debug_stages(request *r, const size_t *rank_order, const float *rank_rel,
+                              Funnel__V1__RankResponse *resp, fn_error *err)
+{
+    fn_status st = FN_OK;
+    float *by_source = alloc(r, (r->n + 1) * sizeof *by_source, &st, err);
+    resp->debug = alloc(r, 3 * sizeof *resp->debug, &st, err);
+    if (st != FN_OK) return st;
+    for (size_t i = 0; i < r->n; i++)
+        by_source[i] = (float)r->chan_scores[i * PL_N_CHANNELS + r->cand[i].source];
+    Funnel__V1__StageDebug *d = stage_debug(r, "recall", NULL, r->n, by_source, &st, err);
+    if (d) resp->debug[resp->n_debug++] = d;
+    if (d && r->ctr) d = stage_debug(r, "rank", rank_order, r->n, rank_rel, &st, err);
+    if (d && r->ctr) resp->debug[resp->n_debug++] = d;
+    if (d && r->n_rr) d = stage_debug(r, "rerank", r->order, r->n_rr, r->rr, &st, err);
+    if (d && r->n_rr) resp->debug[resp->n_debug++] = d;
+    return st;
+}
+
 fn_status fn_pipeline_rank(fn_pipeline *p, const Funnel__V1__RankRequest *q, int64_t deadline_ns,
                            fn_arena *arena, Funnel__V1__RankResponse *resp, fn_error *err)
 {
@@ -637,6 +661,17 @@ fn_status fn_pipeline_rank(fn_pipeline *p, const Funnel__V1__RankRequest *q, int
     if (st != FN_OK) return st;
     fn_store_record **items = NULL;
     st = recall_and_rank(&r, deadline_ns, &items, err);
+    /* debug: the rank stage's order and relevance, before rerank changes them */
+    size_t *rank_order = NULL;
+    float *rank_rel = NULL;
+    if (st == FN_OK && q->debug) {
+        rank_order = alloc(&r, (r.n + 1) * sizeof *rank_order, &st, err);
+        rank_rel = alloc(&r, (r.n + 1) * sizeof *rank_rel, &st, err);
+        if (st == FN_OK && r.n) {
+            memcpy(rank_order, r.order, r.n * sizeof *rank_order);
+            memcpy(rank_rel, r.rel, r.n * sizeof *rank_rel);
+        }
+    }
     uint64_t t0 = fn_now_ns();
     const int with_query = q->query && *q->query;
     if (st == FN_OK && p->reranker && r.n && (!with_query || p->rerank_searches)) {
@@ -684,16 +719,7 @@ fn_status fn_pipeline_rank(fn_pipeline *p, const Funnel__V1__RankRequest *q, int
         e->value = (char *)versions[i];
         resp->model_versions[resp->n_model_versions++] = e;
     }
-    if (st == FN_OK && q->debug && r.n) {
-        /* recall's candidates in merge order with their CTR when scored (rank's output), then
-         * the reranked top with the reranker's own scores */
-        resp->debug = alloc(&r, 2 * sizeof *resp->debug, &st, err);
-        Funnel__V1__StageDebug *d =
-            resp->debug ? stage_debug(&r, "recall", NULL, r.n, r.ctr, &st, err) : NULL;
-        if (d) resp->debug[resp->n_debug++] = d;
-        d = d && r.n_rr ? stage_debug(&r, "rerank", r.order, r.n_rr, r.rr, &st, err) : NULL;
-        if (d) resp->debug[resp->n_debug++] = d;
-    }
+    if (st == FN_OK && q->debug && r.n) st = debug_stages(&r, rank_order, rank_rel, resp, err);
     return st;
 }
 

@@ -203,6 +203,16 @@ def main():
                 worst = max(abs(got[i] - want[i]) for i in want)
                 check(worst < 1e-4, "user %s: serving scores differ from the lists' by %g" %
                       (user, worst))
+                ranked = stages["rank"]
+                check([it["id"] for it in ranked[:TOP]] == [i for _, i, _ in items],
+                      "user %s: the list is not the rank stage's top %d" % (user, TOP))
+                check(all(it["score"] == it["ctr"] for it in ranked) and
+                      [it["score"] for it in ranked] == sorted((it["score"] for it in ranked),
+                                                               reverse=True),
+                      "user %s: the rank stage's debug is not by CTR" % user)
+                check(len(stages["recall"]) == len(ranked) and
+                      {it["id"] for it in stages["recall"]} == {it["id"] for it in ranked},
+                      "user %s: recall and rank debug differ" % user)
                 order = [it["id"] for it in stages["rerank"]]
                 check(order == sorted(want, key=lambda i: -want[i]),
                       "user %s: the reranked order is not by score" % user)
