@@ -27,6 +27,10 @@ average precision with label > 0 relevant (1 without any). funnel's own figures,
 
   bench/rerank_quality.py --data ../shared/data [--funnel build/src/tools/funnel]
       [--funnel-args "--loss lambdarank --epochs 30"] [--threads 2]
+
+--train FILE --test FILE compare the same models on other svmrank lists (groups from
+FILE.query, else from the qid: tokens), e.g. the serving pipeline's own lists from
+`funnel rerank lists` (BENCHMARKS.md, "Listwise reranker in the serving pipeline").
 """
 import argparse
 import json
@@ -41,23 +45,36 @@ import time
 import numpy as np
 
 KS = (1, 3, 5, 10)
-N_FEATURES = 300
+N_FEATURES = 0  # the widest row read so far (300 in the LETOR sample)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_PY = os.path.join(ROOT, "bench", ".venv", "bin", "python")
 
 
 def read_letor(path):
-    """(rows as {column: value} dicts, labels, group sizes) of svmrank text and path.query."""
-    rows, labels = [], []
+    """(rows as {column: value} dicts, labels, group sizes) of svmrank text and path.query
+    (else runs of equal qid:)."""
+    global N_FEATURES
+    rows, labels, qids = [], [], []
     with open(path) as f:
         for line in f:
             parts = line.split("#", 1)[0].split()
             if not parts:
                 continue
             labels.append(float(parts[0]))
+            if parts[1].startswith("qid:"):
+                qids.append(parts.pop(1))
             rows.append({int(i) - 1: float(v) for i, v in (t.split(":") for t in parts[1:])})
-    with open(path + ".query") as f:
-        groups = [int(line) for line in f if line.strip()]
+            N_FEATURES = max(N_FEATURES, max(rows[-1], default=-1) + 1)
+    if os.path.exists(path + ".query"):
+        with open(path + ".query") as f:
+            groups = [int(line) for line in f if line.strip()]
+    else:
+        groups = []
+        for i, q in enumerate(qids):
+            if i and q == qids[i - 1]:
+                groups[-1] += 1
+            else:
+                groups.append(1)
     if sum(groups) != len(rows):
         sys.exit("%s.query: counts add up to %d, the file has %d rows" %
                  (path, sum(groups), len(rows)))
@@ -135,8 +152,8 @@ def xgboost_rows(train, test, threads, rows):
 def lightgbm_child(args):
     """In bench/.venv: train LightGBM lambdarank, write predictions, print name and seconds."""
     import lightgbm as lgb
-    tr_rows, tr_y, tr_g = read_letor(os.path.join(args.data, "letor-lambdarank", "rank.train"))
-    te_rows, _, _ = read_letor(os.path.join(args.data, "letor-lambdarank", "rank.test"))
+    tr_rows, tr_y, tr_g = read_letor(args.train)
+    te_rows, _, _ = read_letor(args.test)
     params = {"objective": "lambdarank", "num_threads": args.threads, "verbosity": -1}
     t = time.time()
     booster = lgb.train(params, lgb.Dataset(dense(tr_rows), label=tr_y, group=tr_g),
@@ -158,7 +175,8 @@ def lightgbm_rows(args, test, tmp, rows):
         return
     preds = os.path.join(tmp, "lightgbm.txt")
     p = subprocess.run([VENV_PY, os.path.abspath(__file__), "--data", args.data, "--threads",
-                        str(args.threads), "--lightgbm-child", preds],
+                        str(args.threads), "--train", args.train, "--test", args.test,
+                        "--lightgbm-child", preds],
                        capture_output=True, text=True)
     if p.returncode:
         print("LightGBM: failed (exit %d): %s" % (p.returncode, p.stderr.strip()[-2000:]))
@@ -173,8 +191,7 @@ def lightgbm_rows(args, test, tmp, rows):
 def funnel_once(args, tmp, extra):
     """Trains with extra options on rank.train, scores rank.test: (metrics, seconds) or None."""
     funnel = args.funnel
-    data = os.path.join(args.data, "letor-lambdarank")
-    train, test = os.path.join(data, "rank.train"), os.path.join(data, "rank.test")
+    train, test = args.train, args.test
     model = os.path.join(tmp, "reranker.safetensors")
     preds = os.path.join(tmp, "funnel.txt")
     cmd = [funnel, "rerank", "train", "--data", train, "--out", model] + extra
@@ -267,9 +284,8 @@ def write_lists(lines, groups, picks, path):
 
 def select_options(args, tmp):
     """(options, epochs, table lines) chosen by 5-fold cross-validation on rank.train."""
-    data = os.path.join(args.data, "letor-lambdarank")
-    lines = open(os.path.join(data, "rank.train")).readlines()
-    groups = [int(x) for x in open(os.path.join(data, "rank.train.query"))]
+    lines = [l for l in open(args.train) if l.split("#", 1)[0].strip()]
+    groups = list(read_letor(args.train)[2])
     order = np.random.default_rng(7).permutation(len(groups))
     folds = [sorted(order[i::5]) for i in range(5)]
     paths = []
@@ -309,18 +325,24 @@ def main():
     ap.add_argument("--select", action="store_true",
                     help="choose funnel's options by 5-fold cross-validation on rank.train")
     ap.add_argument("--seeds", type=int, default=5, help="final models trained with --select")
+    ap.add_argument("--train", help="training lists (default: the LETOR sample's rank.train)")
+    ap.add_argument("--test", help="test lists (default: the LETOR sample's rank.test)")
     ap.add_argument("--lightgbm-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    data = os.path.join(args.data, "letor-lambdarank")
+    args.train = args.train or os.path.join(data, "rank.train")
+    args.test = args.test or os.path.join(data, "rank.test")
     if args.lightgbm_child:
         return lightgbm_child(args)
-    data = os.path.join(args.data, "letor-lambdarank")
-    if not os.path.exists(os.path.join(data, "rank.train.query")):
-        print("skipped: %s not found" % data)
-        return 77
-    train = read_letor(os.path.join(data, "rank.train"))
-    test = read_letor(os.path.join(data, "rank.test"))
-    print("letor-lambdarank: train %d rows, %d queries; test %d rows, %d queries; %d threads" %
-          (len(train[0]), len(train[2]), len(test[0]), len(test[2]), args.threads))
+    for path in (args.train, args.test):
+        if not os.path.exists(path):
+            print("skipped: %s not found" % path)
+            return 77
+    train = read_letor(args.train)
+    test = read_letor(args.test)
+    print("%s: train %d rows, %d queries; test %d rows, %d queries; %d features; %d threads" %
+          (os.path.basename(args.train), len(train[0]), len(train[2]), len(test[0]),
+           len(test[2]), N_FEATURES, args.threads))
     rows = []
     with tempfile.TemporaryDirectory(prefix="funnel-rerank-bench-") as tmp:
         xgboost_rows(train, test, args.threads, rows)
