@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # scripts/run-demo, what `make run` does, end to end: it prepares the demo data
 # (MovieLens-100k when the path given holds it, else synthetic data), loads the
-# feature store, trains the CTR model, builds the co-occurrence table, then runs
-# funneld in the foreground and answers a Rank call; a second run finds
+# feature store, trains the CTR model, builds the co-occurrence table and the
+# index, trains the reranker on the pipeline's own lists, then runs funneld in
+# the foreground and answers a reranked Rank call; a second run finds
 # everything up to date. The server is always stopped.
 #   test_server_run_demo.sh SOURCE_DIR BUILD_DIR ML100K_DIR
 set -euo pipefail
@@ -53,6 +54,8 @@ run() {
   page=$(curl -s --max-time 30 -H 'Content-Type: application/json' \
     -d '{"userId": "1", "pageSize": 5}' "http://127.0.0.1:$port/funnel.v1.Ranking/Rank")
   [[ $(grep -o '"id"' <<<"$page" | wc -l) == 5 ]] || fail "Rank did not give 5 items: $page"
+  grep -q '"stage": "rerank"' <<<"$page" && grep -q '"reranker": "reranker.safetensors' <<<"$page" ||
+    fail "the page was not reranked by the demo's reranker: $page"
   # A search: the query is encoded and its channel fills the candidates.
   page=$(curl -s --max-time 60 -H 'Content-Type: application/json' \
     -d '{"userId": "1", "query": "space adventure", "pageSize": 5}' \
@@ -81,11 +84,14 @@ done
 grep -q "loading users and items into the feature store" "$tmp/log" || fail "no store step"
 grep -q "training the CTR model" "$tmp/log" || fail "no CTR model step"
 grep -q "building the item co-occurrence table" "$tmp/log" || fail "no co-occurrence step"
-[[ -s $tmp/demo/ctr.safetensors && -s $tmp/demo/items.cooc && -s $tmp/demo/items.faiss ]] ||
-  fail "model, table or index missing"
+grep -q "training it into .*reranker.safetensors" "$tmp/log" || fail "no reranker step"
+[[ -s $tmp/demo/ctr.safetensors && -s $tmp/demo/items.cooc && -s $tmp/demo/items.faiss &&
+  -s $tmp/demo/reranker.safetensors && -s $tmp/demo/rerank-lists.svm ]] ||
+  fail "model, table, index or reranker missing"
 
 run
 grep -q "demo data in .* is up to date" "$tmp/log" || fail "second run remade the data"
 grep -q "CTR model .* is up to date" "$tmp/log" || fail "second run retrained the CTR model"
 grep -q "ANN index .* is up to date" "$tmp/log" || fail "second run rebuilt the index"
+grep -q "reranker .* is up to date" "$tmp/log" || fail "second run retrained the reranker"
 echo "ok"
