@@ -568,13 +568,6 @@ typedef struct cand {
     double score;
 } cand;
 
-static int cand_by_idx(const void *a, const void *b)
-{
-    const cand *x = a, *y = b;
-    if (x->idx != y->idx) return x->idx < y->idx ? -1 : 1;
-    return x->score < y->score ? -1 : x->score > y->score; /* a fixed order to sum in */
-}
-
 static int cand_by_score(const void *a, const void *b)
 {
     const cand *x = a, *y = b;
@@ -608,21 +601,34 @@ fn_status fn_cooc_candidates(const fn_cooc *c, const char *const *recent, size_t
         return fn_error_set(err, FN_ERR_NOMEM, "co-occurrence: out of memory for %zu candidates",
                             total);
     }
+    /* Sum per item in a table at most half full (summed in the order of the recent items and
+     * their neighbour lists, a fixed order), then drop the recent ones. */
+    size_t nslots = 64;
+    while (nslots < 2 * total + 1) nslots *= 2;
+    uint32_t *slots = calloc(nslots, sizeof *slots); /* index into v + 1; 0 empty */
+    if (!slots) {
+        free(v), free(seen);
+        return fn_error_set(err, FN_ERR_NOMEM, "co-occurrence: out of memory for %zu candidates",
+                            total);
+    }
     size_t nv = 0;
     for (size_t r = 0; r < ns; r++)
-        for (uint64_t e = c->nb_off[seen[r]]; e < c->nb_off[seen[r] + 1]; e++)
-            v[nv++] = (cand){c->nb_idx[e], c->nb_score[e]};
+        for (uint64_t e = c->nb_off[seen[r]]; e < c->nb_off[seen[r] + 1]; e++) {
+            const uint32_t idx = c->nb_idx[e];
+            size_t h = (size_t)(idx * 0x9e3779b1u) & (nslots - 1);
+            while (slots[h] && v[slots[h] - 1].idx != idx) h = (h + 1) & (nslots - 1);
+            if (slots[h]) {
+                v[slots[h] - 1].score += c->nb_score[e];
+            } else {
+                v[nv] = (cand){idx, c->nb_score[e]};
+                slots[h] = (uint32_t)++nv;
+            }
+        }
+    free(slots);
     qsort(seen, ns, sizeof *seen, u32_cmp);
-    qsort(v, nv, sizeof *v, cand_by_idx);
-    /* Sum per item, dropping the recent ones. */
     size_t nm = 0;
-    for (size_t a = 0; a < nv;) {
-        size_t b = a;
-        double sum = 0;
-        for (; b < nv && v[b].idx == v[a].idx; b++) sum += v[b].score;
-        if (!bsearch(&v[a].idx, seen, ns, sizeof *seen, u32_cmp)) v[nm++] = (cand){v[a].idx, sum};
-        a = b;
-    }
+    for (size_t i = 0; i < nv; i++)
+        if (!bsearch(&v[i].idx, seen, ns, sizeof *seen, u32_cmp)) v[nm++] = v[i];
     qsort(v, nm, sizeof *v, cand_by_score);
     size_t r = nm < k ? nm : k;
     for (size_t e = 0; e < r; e++) {

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t hash_str(const char *s)
+uint64_t fn_intern_hash(const char *s)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
     for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001b3ULL;
@@ -26,7 +26,7 @@ int64_t fn_intern_find(const fn_intern *t, const char *s)
 {
     if (!t->nslots) return -1;
     size_t mask = t->nslots - 1;
-    for (size_t h = (size_t)hash_str(s) & mask;; h = (h + 1) & mask) {
+    for (size_t h = (size_t)fn_intern_hash(s) & mask;; h = (h + 1) & mask) {
         uint32_t v = t->slots[h];
         if (!v) return -1;
         if (strcmp(t->strs[v - 1], s) == 0) return (int64_t)(v - 1);
@@ -39,7 +39,7 @@ static fn_status grow(fn_intern *t, fn_error *err)
     uint32_t *slots = calloc(nslots, sizeof *slots);
     if (!slots) return fn_error_set(err, FN_ERR_NOMEM, "out of memory for %zu ids", t->n);
     for (size_t i = 0; i < t->n; i++) {
-        size_t h = (size_t)hash_str(t->strs[i]) & (nslots - 1);
+        size_t h = (size_t)fn_intern_hash(t->strs[i]) & (nslots - 1);
         while (slots[h]) h = (h + 1) & (nslots - 1);
         slots[h] = (uint32_t)(i + 1);
     }
@@ -68,7 +68,7 @@ fn_status fn_intern_put(fn_intern *t, const char *s, uint32_t *index, fn_error *
     }
     char *copy = strdup(s);
     if (!copy) return fn_error_set(err, FN_ERR_NOMEM, "out of memory for id '%.64s'", s);
-    size_t mask = t->nslots - 1, h = (size_t)hash_str(s) & mask;
+    size_t mask = t->nslots - 1, h = (size_t)fn_intern_hash(s) & mask;
     while (t->slots[h]) h = (h + 1) & mask;
     t->strs[t->n] = copy;
     t->slots[h] = (uint32_t)(t->n + 1);

@@ -19,6 +19,9 @@ typedef struct fn_intern {
     size_t nslots;   /* a power of two */
 } fn_intern;
 
+/* The table's hash of a NUL-terminated id (FNV-1a, high bits folded in). */
+uint64_t fn_intern_hash(const char *s);
+
 /* Frees everything; leaves an empty, reusable table. */
 void fn_intern_free(fn_intern *t);
 

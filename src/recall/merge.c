@@ -19,6 +19,25 @@
 #include "intern_impl.h"
 #include "recall.h"
 
+/*
+ * The merge's set of candidate ids: open addressing over the candidates' own id pointers
+ * (the channels' strings outlive the merge, so nothing is copied), sized once for every id
+ * the channels hold, so a request makes one allocation and no rehash.
+ */
+typedef struct id_set {
+    uint32_t *slots; /* candidate index + 1; 0 empty */
+    size_t mask;
+} id_set;
+
+/* The slot holding id, or the empty slot where it would go. */
+static uint32_t *id_slot(const id_set *t, const fn_recall_candidate *out, const char *id)
+{
+    for (size_t h = (size_t)fn_intern_hash(id) & t->mask;; h = (h + 1) & t->mask) {
+        uint32_t *slot = &t->slots[h];
+        if (!*slot || strcmp(out[*slot - 1].id, id) == 0) return slot;
+    }
+}
+
 fn_status fn_recall_merge(const fn_recall_channel *ch, size_t n_channels, size_t cap,
                           fn_recall_candidate *out, double *scores, size_t *got, fn_error *err)
 {
@@ -26,6 +45,7 @@ fn_status fn_recall_merge(const fn_recall_channel *ch, size_t n_channels, size_t
     if (n_channels > FN_RECALL_MAX_CHANNELS)
         return fn_error_set(err, FN_ERR_INVALID, "merge: %zu channels, at most %d", n_channels,
                             FN_RECALL_MAX_CHANNELS);
+    size_t total = 0;
     for (size_t c = 0; c < n_channels; c++) {
         if (ch[c].n && !ch[c].items)
             return fn_error_set(err, FN_ERR_INVALID, "merge: channel %zu has %zu items and no list",
@@ -34,11 +54,18 @@ fn_status fn_recall_merge(const fn_recall_channel *ch, size_t n_channels, size_t
             if (!ch[c].items[i].id || !ch[c].items[i].id[0])
                 return fn_error_set(err, FN_ERR_INVALID, "merge: channel %zu, item %zu: empty id",
                                     c, i);
+        total += ch[c].n;
     }
     if (cap == 0 || n_channels == 0) return FN_OK;
-
-    fn_intern seen = {0};
-    fn_status st = FN_OK;
+    if (cap > UINT32_MAX - 1)
+        return fn_error_set(err, FN_ERR_INVALID, "merge: cap %zu is too large", cap);
+    /* at most half full: candidates are at most min(cap, total) */
+    const size_t want = 2 * (total < cap ? total : cap) + 1;
+    size_t nslots = 64;
+    while (nslots < want) nslots *= 2;
+    id_set seen = {calloc(nslots, sizeof *seen.slots), nslots - 1};
+    if (!seen.slots)
+        return fn_error_set(err, FN_ERR_NOMEM, "merge: out of memory for %zu candidates", total);
     size_t pos[FN_RECALL_MAX_CHANNELS] = {0};   /* next item to look at per channel */
     size_t taken[FN_RECALL_MAX_CHANNELS] = {0}; /* new items taken per channel */
     size_t n = 0;
@@ -49,9 +76,9 @@ fn_status fn_recall_merge(const fn_recall_channel *ch, size_t n_channels, size_t
             if (taken[c] >= ch[c].quota) continue;
             while (pos[c] < ch[c].n) {
                 const char *id = ch[c].items[pos[c]++].id;
-                if (fn_intern_find(&seen, id) >= 0) continue;
-                uint32_t idx;
-                if ((st = fn_intern_put(&seen, id, &idx, err)) != FN_OK) goto done;
+                uint32_t *slot = id_slot(&seen, out, id);
+                if (*slot) continue;
+                *slot = (uint32_t)(n + 1);
                 out[n].id = id;
                 out[n].channels = 0;
                 out[n].source = (uint32_t)c;
@@ -68,16 +95,15 @@ fn_status fn_recall_merge(const fn_recall_channel *ch, size_t n_channels, size_t
     for (size_t c = 0; c < n_channels; c++) {
         uint32_t bit = (uint32_t)1 << c;
         for (size_t i = 0; i < ch[c].n; i++) {
-            int64_t k = fn_intern_find(&seen, ch[c].items[i].id);
-            if (k < 0 || (out[k].channels & bit)) continue;
-            out[k].channels |= bit;
-            if (scores) scores[(size_t)k * n_channels + c] = ch[c].items[i].score;
+            const uint32_t v = *id_slot(&seen, out, ch[c].items[i].id);
+            if (!v || (out[v - 1].channels & bit)) continue;
+            out[v - 1].channels |= bit;
+            if (scores) scores[(size_t)(v - 1) * n_channels + c] = ch[c].items[i].score;
         }
     }
     *got = n;
-done:
-    fn_intern_free(&seen);
-    return st;
+    free(seen.slots);
+    return FN_OK;
 }
 
 fn_status fn_recall_user_vector(size_t n, size_t dim, const float *vecs, float *out, fn_error *err)
