@@ -43,7 +43,14 @@ static const setting settings[] = {
      "largest gRPC request message; a bigger one fails with RESOURCE_EXHAUSTED"},
     {"max-connections", "N", SETTING_INT, 1, 100000, "1024",
      offsetof(fn_server_config, max_connections),
-     "gRPC connections open at once; further ones are closed as they arrive"},
+     "connections open at once on each listener (HTTP and gRPC counted apart); a further "
+     "HTTP one is answered 503 \"too many connections\" and closed, a gRPC one closed"},
+    {"read-timeout-s", "N", SETTING_INT, 1, 3600, "10", offsetof(fn_server_config, read_timeout_s),
+     "seconds an HTTP request may take to arrive whole from its first byte; a slower one is "
+     "answered 408 and its connection closed"},
+    {"idle-timeout-s", "N", SETTING_INT, 1, 3600, "30", offsetof(fn_server_config, idle_timeout_s),
+     "seconds an HTTP connection may wait for its next request before it is closed (no "
+     "reply)"},
     {"workers", "N", SETTING_INT, 0, 1024, "0", offsetof(fn_server_config, workers),
      "threads that run Rank calls, so the event loop keeps serving meanwhile; 0: one per "
      "online CPU"},

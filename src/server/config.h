@@ -17,7 +17,9 @@ typedef struct fn_server_config {
     const char *config_path; /* the pipeline's JSON configuration, NULL when not given */
     int grpc_port;           /* gRPC (HTTP/2 cleartext); 0: the kernel picks a free port */
     int max_message_bytes;   /* largest gRPC request message accepted */
-    int max_connections;     /* open gRPC connections at once; more are closed at accept */
+    int max_connections;     /* open connections at once per listener; more are refused */
+    int read_timeout_s;      /* an HTTP request's first byte to its last at most */
+    int idle_timeout_s;      /* an HTTP connection without a request under way at most */
     int workers;             /* threads that run RPCs; 0: one per online CPU */
     int queue;               /* RPCs waiting for a worker at most; more are refused as busy */
 } fn_server_config;

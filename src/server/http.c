@@ -7,6 +7,8 @@
  * Routing is one table of (path, allowed methods, handler). An unknown path
  * is 404 whatever the method; a known path with another method is 405 with
  * an Allow header. Every request ends in exactly one reply, sent by reply().
+ * The connections themselves (how many, how long a request may take to
+ * arrive, how long one may idle) are http_conn.c's.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,7 +31,6 @@
 /* Health checks are tiny; anything bigger is not for us. */
 #define MAX_HEADERS_BYTES (16 * 1024)
 #define MAX_BODY_BYTES    (1024 * 1024)
-#define IDLE_TIMEOUT_S    30
 
 typedef struct route {
     const char *path;
@@ -338,6 +339,7 @@ static const route routes[] = {
 static void on_request(struct evhttp_request *req, void *arg)
 {
     fn_server *s = arg;
+    fn_http_conn_request(s, req); /* arrived whole: no 408 for it */
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!path || !*path) path = "/";
@@ -390,7 +392,8 @@ fn_status fn_http_start(fn_server *s, fn_error *err)
                                             EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
     evhttp_set_max_headers_size(s->http, MAX_HEADERS_BYTES);
     evhttp_set_max_body_size(s->http, MAX_BODY_BYTES);
-    evhttp_set_timeout(s->http, IDLE_TIMEOUT_S);
+    fn_status st = fn_http_conn_start(s, err); /* evhttp's timeout, our deadlines and limit */
+    if (st != FN_OK) return st;
     evhttp_set_gencb(s->http, on_request, s);
     struct evhttp_bound_socket *sock =
         evhttp_bind_socket_with_handle(s->http, s->cfg.host, (uint16_t)s->cfg.http_port);
@@ -407,4 +410,5 @@ void fn_http_stop(fn_server *s)
 {
     if (s->http) evhttp_free(s->http);
     s->http = NULL;
+    fn_http_conn_stop(s);
 }

@@ -31,7 +31,7 @@ static const char *const transport_names[FN_N_TRANSPORTS] = {"http", "grpc"};
 static const char *const method_names[FN_N_METHODS] = {"Rank", "Suggest", "Encode", "Check",
                                                        "unknown"};
 /* The stages fn_pipeline_rank reports, in order; any other name counts as "other". */
-static const char *const stage_names[] = {"recall", "rank", "page", "other"};
+static const char *const stage_names[] = {"recall", "rank", "rerank", "page", "other"};
 #define N_STAGES (sizeof stage_names / sizeof stage_names[0])
 
 static const char *const grpc_code_names[] = {
@@ -229,6 +229,21 @@ void fn_metrics_render(fn_server *s, fn_buf *out)
                   "# TYPE funnel_ready gauge\n"
                   "funnel_ready %d\n",
                   fn_workers_queued(s), fn_workers_threads(s), s->ready ? 1 : 0);
+    fn_http_conn_stats hc;
+    fn_http_conn_read_stats(s, &hc);
+    fn_buf_printf(out,
+                  "# HELP funnel_http_connections_open HTTP/1.1 connections open.\n"
+                  "# TYPE funnel_http_connections_open gauge\n"
+                  "funnel_http_connections_open %d\n"
+                  "# HELP funnel_http_connections_refused_total HTTP/1.1 connections refused "
+                  "(503) for --max-connections.\n"
+                  "# TYPE funnel_http_connections_refused_total counter\n"
+                  "funnel_http_connections_refused_total %llu\n"
+                  "# HELP funnel_http_request_timeouts_total HTTP/1.1 requests not received "
+                  "whole within --read-timeout-s (408).\n"
+                  "# TYPE funnel_http_request_timeouts_total counter\n"
+                  "funnel_http_request_timeouts_total %llu\n",
+                  hc.open, (unsigned long long)hc.refused, (unsigned long long)hc.timeouts);
     fn_buf_puts(out, "# HELP funnel_model_info The models the serving pipeline loaded.\n"
                      "# TYPE funnel_model_info gauge\n");
     struct fn_pipeline *p = fn_server_pipeline_acquire(s);

@@ -1,7 +1,7 @@
 /*
  * server_impl.h - the server context's fields, shared by server.c (lifecycle,
- * signals) and http.c (the HTTP/1.1 listener). Nothing outside src/server
- * includes it.
+ * signals), http.c and http_conn.c (the HTTP/1.1 listener and its connections),
+ * grpc.c and the rest. Nothing outside src/server includes it.
  */
 #ifndef FN_SERVER_IMPL_H
 #define FN_SERVER_IMPL_H
@@ -20,7 +20,8 @@ struct fn_server {
     struct event *sigint, *sigterm;
     /* HTTP/1.1 */
     struct evhttp *http;
-    char http_address[80]; /* "host:port" as bound */
+    struct fn_http_conns *http_conns; /* its connections: count, deadlines (http_conn.c) */
+    char http_address[80];            /* "host:port" as bound */
     uint16_t http_port;
     /* Set once startup is complete; cleared when shutdown begins. */
     int ready;
@@ -42,6 +43,30 @@ struct fn_server {
 fn_status fn_http_start(fn_server *s, fn_error *err);
 /* Closes the listener and every open connection. Safe when not started. */
 void fn_http_stop(fn_server *s);
+
+/* ---- HTTP/1.1 connections (http_conn.c) ------------------------------------ */
+
+/*
+ * Wraps every connection s->http accepts: at most cfg.max_connections open (a
+ * further one is answered 503 and closed), a request must arrive whole within
+ * cfg.read_timeout_s of its first byte (else 408 and close), an idle keep-alive
+ * connection is closed silently after cfg.idle_timeout_s. Call after evhttp_new,
+ * before binding. An old libevent that cannot wrap them keeps evhttp's own idle
+ * timeout (logged); that is not an error.
+ */
+fn_status fn_http_conn_start(fn_server *s, fn_error *err);
+/* A request arrived whole (on_request, before answering): its read deadline ends. */
+void fn_http_conn_request(fn_server *s, struct evhttp_request *req);
+/* Forgets the connections; call after evhttp_free. Safe when not started. */
+void fn_http_conn_stop(fn_server *s);
+
+typedef struct fn_http_conn_stats {
+    int open;          /* connections open now (refused ones not counted) */
+    uint64_t refused;  /* connections answered 503 for --max-connections */
+    uint64_t timeouts; /* requests answered 408 for --read-timeout-s */
+} fn_http_conn_stats;
+/* The numbers /metrics shows (loop thread). Zeros when not started. */
+void fn_http_conn_read_stats(const fn_server *s, fn_http_conn_stats *out);
 
 /* Starts the gRPC listener (grpc.c) on cfg->host:cfg->grpc_port. */
 fn_status fn_grpc_start(fn_server *s, fn_error *err);

@@ -7,7 +7,7 @@ add_test(NAME integration.server_run_demo
                  ${PROJECT_BINARY_DIR} ${FUNNEL_DATA_DIR}/ml-100k)
 set_tests_properties(integration.server_health PROPERTIES TIMEOUT 300)
 # run-demo embeds 1,682 item texts with the encoder (minutes under the sanitizers).
-set_tests_properties(integration.server_run_demo PROPERTIES TIMEOUT 1200)
+set_tests_properties(integration.server_run_demo PROPERTIES TIMEOUT 1800)
 
 # Rank over HTTP/1.1 end to end on MovieLens-100k (demo data, store, FFM, co-occurrence):
 # --check on good and broken configurations, JSON and protobuf requests, every bad input.
@@ -51,3 +51,12 @@ add_test(NAME integration.server_rerank
                  --funnel $<TARGET_FILE:funnel> --funneld $<TARGET_FILE:funneld>
                  --data ${FUNNEL_DATA_DIR})
 set_tests_properties(integration.server_rerank PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
+
+# funneld's HTTP/1.1 connections with raw TCP clients (no data needed): a request not received
+# whole within --read-timeout-s gets 408 and the close while others are served, an idle
+# keep-alive connection is closed silently at --idle-timeout-s, --max-connections answers a
+# further connection 503 and counts it in /metrics.
+add_test(NAME integration.server_http_limits
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_server_http_limits.py
+                 --funneld $<TARGET_FILE:funneld>)
+set_tests_properties(integration.server_http_limits PROPERTIES TIMEOUT 300)
