@@ -36,8 +36,10 @@ static const char usage_text[] =
     "                 same files\n"
     "  --json         print the counts as a JSON object\n"
     "  --semantic DIR also embed item texts with the encoder model in DIR: items get an\n"
-    "                 `embedding`, train/test rows a `user_item_cosine` (item against the\n"
-    "                 user's earlier liked training items), and features-semantic.json\n"
+    "                 `embedding`; train/test rows the cosines of the item against the\n"
+    "                 user's earlier training ratings: `user_item_cosine` (the liked items),\n"
+    "                 `user_item_disliked_cosine` (the others), `user_item_taste_cosine`\n"
+    "                 (weighted by rating minus the user's mean); features-semantic.json\n"
     "                 adds those columns to the spec\n";
 
 enum { OPT_DATA = 1, OPT_OUT, OPT_SYNTHETIC, OPT_SEED, OPT_JSON, OPT_SEMANTIC, OPT_HELP };

@@ -68,8 +68,9 @@ typedef struct fn_demo_data {
     char users_file[512];
     char items_file[512];
     /* Semantic features (fn_demo_semantic), NULL when not asked for: item text embeddings
-       (n_items x vec_dim) and, per rating, the user-item cosine (has_cosine: 0 when the user
-       had no earlier liked item). */
+       (n_items x vec_dim) and, per rating, FN_DEMO_PROFILES cosines between the item and
+       the user's earlier profiles (rating_cosine[i * FN_DEMO_PROFILES + p]; has_cosine the
+       same, 0 when the profile was empty). */
     float *item_vecs;
     size_t vec_dim;
     float *rating_cosine;
@@ -118,10 +119,19 @@ fn_status fn_demo_data_index(fn_demo_data *d, fn_error *err);
 fn_status fn_demo_split(fn_demo_data *d, fn_error *err);
 
 /*
+ * The user profiles a rating's item is compared with, all from the user's
+ * training ratings strictly earlier: the mean embedding of the items rated 4
+ * or more (liked), of those rated below 4 (disliked), and the embeddings
+ * weighted by rating minus the user's mean rating so far (taste: towards
+ * what the user rates above their average, away from the rest).
+ */
+enum { FN_DEMO_LIKED = 0, FN_DEMO_DISLIKED, FN_DEMO_TASTE, FN_DEMO_PROFILES };
+extern const char *const fn_demo_profile_features[FN_DEMO_PROFILES];
+
+/*
  * Embeds each item's text ("title (year) genres") with the encoder in
- * model_dir and computes, for each rating, the cosine between the item and the
- * mean embedding of the items the same user rated 4 or more in the training
- * set strictly earlier. Call after fn_demo_split.
+ * model_dir and computes, for each rating, the cosine between the item and
+ * each profile above. Call after fn_demo_split.
  */
 fn_status fn_demo_semantic(fn_demo_data *d, const char *model_dir, fn_error *err);
 

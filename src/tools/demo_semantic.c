@@ -1,12 +1,15 @@
 /*
  * demo_semantic.c - semantic features for the demo data (`funnel demo
  * --semantic MODEL`): each item's text (title, year, genres) embedded with
- * the transformer encoder, and for each rating the cosine between the item
- * and the mean embedding of the items the user rated 4 or more before it.
+ * the transformer encoder, and for each rating the cosines between the item
+ * and three profiles of the user (demo_data.h): the items they liked, the
+ * items they did not, and their taste (embeddings weighted by rating minus
+ * their mean rating). Liked items alone say what a user watches; the other
+ * two say what they rate low, which is what the label asks.
  *
- * No leakage: a user's profile only ever holds training-set ratings strictly
- * earlier than the rating it describes (a test rating sees every training
- * positive of its user, all of which are earlier or tied; ties are left out).
+ * No leakage: a user's profiles only ever hold training-set ratings strictly
+ * earlier than the rating they describe (a test rating sees every training
+ * rating of its user, all of which are earlier or tied; ties are left out).
  */
 #include <math.h>
 #include <stdio.h>
@@ -15,6 +18,9 @@
 
 #include "demo_data.h"
 #include "llm/encoder.h"
+
+const char *const fn_demo_profile_features[FN_DEMO_PROFILES] = {
+    "user_item_cosine", "user_item_disliked_cosine", "user_item_taste_cosine"};
 
 /* "Toy Story (1995) Animation Children's Comedy" */
 static char *item_text(const fn_demo_item *it)
@@ -50,10 +56,12 @@ fn_status fn_demo_semantic(fn_demo_data *d, const char *model_dir, fn_error *err
     size_t dim = fn_encoder_dim(e);
     char **texts = calloc(d->n_items ? d->n_items : 1, sizeof *texts);
     d->item_vecs = malloc((d->n_items ? d->n_items : 1) * dim * sizeof *d->item_vecs);
-    d->rating_cosine = calloc(d->n_ratings ? d->n_ratings : 1, sizeof *d->rating_cosine);
-    d->has_cosine = calloc(d->n_ratings ? d->n_ratings : 1, 1);
+    const size_t np = (d->n_ratings ? d->n_ratings : 1) * FN_DEMO_PROFILES;
+    d->rating_cosine = calloc(np, sizeof *d->rating_cosine);
+    d->has_cosine = calloc(np, 1);
     size_t *order = malloc((d->n_ratings ? d->n_ratings : 1) * sizeof *order);
-    double *sum = calloc(dim, sizeof *sum);
+    /* per user: sums of the liked, the disliked, and the rating-weighted embeddings */
+    double *sum = calloc(3 * dim, sizeof *sum);
     if (!texts || !d->item_vecs || !d->rating_cosine || !d->has_cosine || !order || !sum) {
         st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
         goto done;
@@ -73,40 +81,67 @@ fn_status fn_demo_semantic(fn_demo_data *d, const char *model_dir, fn_error *err
     by_time_ctx ctx = {d->ratings};
     qsort_r(order, d->n_ratings, sizeof *order, by_user_time, &ctx);
     /* Walk each user's ratings in time order; a group of equal timestamps is scored before
-       its own positives join the profile. */
-    size_t count = 0;
+       its own ratings join the profiles. */
+    double *liked = sum, *disliked = sum + dim, *weighted = sum + 2 * dim;
+    size_t n_liked = 0, n_disliked = 0;
+    double rating_sum = 0, lowest = 0, highest = 0;
+    double *taste = malloc(dim * sizeof *taste);
+    if (!taste) {
+        st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+        goto done;
+    }
     for (size_t i = 0; i < d->n_ratings;) {
         const fn_demo_rating *first = &d->ratings[order[i]];
         size_t j = i;
         while (j < d->n_ratings && d->ratings[order[j]].user == first->user &&
                d->ratings[order[j]].timestamp == first->timestamp)
             j++;
-        for (size_t t = i; t < j && count; t++) {
+        /* taste = sum (r_k - mean) e_k = weighted - mean * (liked + disliked) */
+        const size_t n_rated = n_liked + n_disliked;
+        const double mean = n_rated ? rating_sum / (double)n_rated : 0;
+        for (size_t k = 0; k < dim; k++) taste[k] = weighted[k] - mean * (liked[k] + disliked[k]);
+        /* all ratings alike: no taste (the sum is rounding noise, not a direction) */
+        const double *profile[FN_DEMO_PROFILES] = {
+            n_liked ? liked : NULL, n_disliked ? disliked : NULL, highest > lowest ? taste : NULL};
+        for (size_t t = i; t < j; t++) {
             const fn_demo_rating *r = &d->ratings[order[t]];
             const float *v = d->item_vecs + (size_t)r->item * dim;
-            double dot = 0, nn = 0;
-            for (size_t k = 0; k < dim; k++) {
-                dot += sum[k] * v[k];
-                nn += sum[k] * sum[k];
-            }
-            if (nn > 0) {
-                d->rating_cosine[order[t]] = (float)(dot / sqrt(nn)); /* item vectors are unit */
-                d->has_cosine[order[t]] = 1;
+            for (int p = 0; p < FN_DEMO_PROFILES; p++) {
+                if (!profile[p]) continue;
+                double dot = 0, nn = 0;
+                for (size_t k = 0; k < dim; k++) {
+                    dot += profile[p][k] * v[k];
+                    nn += profile[p][k] * profile[p][k];
+                }
+                if (nn > 0) { /* item vectors are unit */
+                    d->rating_cosine[order[t] * FN_DEMO_PROFILES + p] = (float)(dot / sqrt(nn));
+                    d->has_cosine[order[t] * FN_DEMO_PROFILES + p] = 1;
+                }
             }
         }
         for (size_t t = i; t < j; t++) {
             const fn_demo_rating *r = &d->ratings[order[t]];
-            if (r->test || r->rating < 4) continue;
+            if (r->test) continue;
             const float *v = d->item_vecs + (size_t)r->item * dim;
-            for (size_t k = 0; k < dim; k++) sum[k] += v[k];
-            count++;
+            double *to = r->rating >= 4 ? liked : disliked;
+            for (size_t k = 0; k < dim; k++) {
+                to[k] += v[k];
+                weighted[k] += r->rating * v[k];
+            }
+            if (!n_liked && !n_disliked) lowest = highest = r->rating;
+            *(r->rating >= 4 ? &n_liked : &n_disliked) += 1;
+            rating_sum += r->rating;
+            if (r->rating < lowest) lowest = r->rating;
+            if (r->rating > highest) highest = r->rating;
         }
         i = j;
         if (i == d->n_ratings || d->ratings[order[i]].user != first->user) {
-            memset(sum, 0, dim * sizeof *sum); /* next user */
-            count = 0;
+            memset(sum, 0, 3 * dim * sizeof *sum); /* next user */
+            n_liked = n_disliked = 0;
+            rating_sum = 0;
         }
     }
+    free(taste);
 done:
     for (size_t i = 0; texts && i < d->n_items; i++) free(texts[i]);
     free(texts), free(order), free(sum);

@@ -197,9 +197,11 @@ static fn_status joined(Tensorflow__Features *f, const fn_demo_data *d, const fn
     fn_status st = add_user(f, &d->users[r->user], err);
     if (st == FN_OK) st = add_item(f, &d->items[r->item], err);
     if (st == FN_OK) st = add_rating(f, r, err);
-    size_t i = (size_t)(r - d->ratings);
-    if (st == FN_OK && d->has_cosine && d->has_cosine[i])
-        st = fn_features_set_floats(f, "user_item_cosine", &d->rating_cosine[i], 1, err);
+    const size_t i = (size_t)(r - d->ratings) * FN_DEMO_PROFILES;
+    for (int p = 0; st == FN_OK && d->has_cosine && p < FN_DEMO_PROFILES; p++)
+        if (d->has_cosine[i + p])
+            st = fn_features_set_floats(f, fn_demo_profile_features[p], &d->rating_cosine[i + p], 1,
+                                        err);
     return st;
 }
 
@@ -364,13 +366,18 @@ static fn_status spec_json(const fn_demo_data *d, int semantic, fn_buf *b, size_
     column(b, &first, "gender_x_genres", "crossed", NULL, NULL);
     fn_buf_puts(b, ", \"keys\": [\"gender\", \"genres\"], \"hash_bucket_size\": 1000}");
     *n_columns = 11;
-    if (semantic) {
-        /* Derived: the cosine between the item's text embedding and the user's earlier liked
-           items (0 when there are none), and its buckets. */
-        column(b, &first, "user_item_cosine", "numeric", "derived", "user_item_cosine");
+    for (int p = 0; semantic && p < FN_DEMO_PROFILES; p++) {
+        /* Derived: the cosine between the item's text embedding and one of the user's earlier
+           profiles (0 when it is empty), and its buckets. */
+        const char *key = fn_demo_profile_features[p];
+        char bucket[64];
+        snprintf(bucket, sizeof bucket, "%s_bucket", key);
+        column(b, &first, key, "numeric", "derived", key);
         fn_buf_puts(b, "}");
-        column(b, &first, "user_item_cosine_bucket", "bucketized", "derived", "user_item_cosine");
-        fn_buf_puts(b, ", \"boundaries\": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]}");
+        column(b, &first, bucket, "bucketized", "derived", key);
+        fn_buf_puts(b, p == FN_DEMO_TASTE
+                           ? ", \"boundaries\": [-0.3, -0.2, -0.1, -0.05, 0, 0.05, 0.1, 0.2, 0.3]}"
+                           : ", \"boundaries\": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]}");
         *n_columns += 2;
     }
     fn_buf_puts(b, "\n  ]\n}\n");
