@@ -879,6 +879,13 @@ static void conn_goaway_now(grpc_conn *c)
     evbuffer_write(out, bufferevent_getfd(c->bev)); /* non-blocking: best effort */
 }
 
+void fn_grpc_conn_stats(const fn_server *s, int *open, uint64_t *refused)
+{
+    const struct fn_grpc *g = s->grpc;
+    *open = g ? g->n_conns : 0;
+    *refused = g ? g->refused : 0;
+}
+
 void fn_grpc_stop(fn_server *s)
 {
     struct fn_grpc *g = s->grpc;

@@ -244,6 +244,18 @@ void fn_metrics_render(fn_server *s, fn_buf *out)
                   "# TYPE funnel_http_request_timeouts_total counter\n"
                   "funnel_http_request_timeouts_total %llu\n",
                   hc.open, (unsigned long long)hc.refused, (unsigned long long)hc.timeouts);
+    int grpc_open = 0;
+    uint64_t grpc_refused = 0;
+    fn_grpc_conn_stats(s, &grpc_open, &grpc_refused);
+    fn_buf_printf(out,
+                  "# HELP funnel_grpc_connections_open gRPC (HTTP/2) connections open.\n"
+                  "# TYPE funnel_grpc_connections_open gauge\n"
+                  "funnel_grpc_connections_open %d\n"
+                  "# HELP funnel_grpc_connections_refused_total gRPC connections closed at "
+                  "accept for --max-connections.\n"
+                  "# TYPE funnel_grpc_connections_refused_total counter\n"
+                  "funnel_grpc_connections_refused_total %llu\n",
+                  grpc_open, (unsigned long long)grpc_refused);
     fn_buf_puts(out, "# HELP funnel_model_info The models the serving pipeline loaded.\n"
                      "# TYPE funnel_model_info gauge\n");
     struct fn_pipeline *p = fn_server_pipeline_acquire(s);

@@ -72,6 +72,9 @@ void fn_http_conn_read_stats(const fn_server *s, fn_http_conn_stats *out);
 fn_status fn_grpc_start(fn_server *s, fn_error *err);
 /* Closes the gRPC listener and every open HTTP/2 connection. Safe when not started. */
 void fn_grpc_stop(fn_server *s);
+/* gRPC connections open now and refused so far for --max-connections (loop thread; zeros
+ * when not started), for /metrics. */
+void fn_grpc_conn_stats(const fn_server *s, int *open, uint64_t *refused);
 
 /* gRPC status codes, as on the wire in grpc-status (grpc's doc/statuscodes.md). */
 typedef enum fn_grpc_code {

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 FAILURES = []
 
@@ -297,6 +298,13 @@ def check_limits(funneld, tmp):
                     break
                 time.sleep(0.05)
             check("max-connections" in srv.log(), "no log line about refused connections")
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % srv.http_port,
+                                        timeout=10) as r:
+                metrics = dict(line.rsplit(" ", 1) for line in r.read().decode().splitlines()
+                               if line.startswith("funnel_grpc_connections_"))
+            check(metrics.get("funnel_grpc_connections_open") == "3" and
+                  metrics.get("funnel_grpc_connections_refused_total") == "1",
+                  "gRPC connection metrics %r (3 open, 1 refused)" % metrics)
             for s in held:
                 s.close()
             time.sleep(0.3)
