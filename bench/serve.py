@@ -204,7 +204,7 @@ def main():
     print()
     print("| stage, mean ms | recommendation | search, warm | search, cold |")
     print("| --- | ---: | ---: | ---: |")
-    for s in ("recall", "rank", "page"):
+    for s in ("recall", "rank", "rerank", "page"):
         print("| %s | %.3f | %.3f | %.3f |" % (s, stages_rec.get(s, float("nan")),
                                               stages_warm.get(s, float("nan")),
                                               stages_cold.get(s, float("nan"))))

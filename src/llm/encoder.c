@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +18,9 @@
 #include "kernels/backend.h"
 #include "tokenizer.h"
 
-#define MAX_LAYERS 64
-#define MAX_GRAPHS 32 /* batch shapes kept recorded */
+#define MAX_LAYERS     64
+#define MAX_GRAPHS     32 /* batch shapes kept recorded */
+#define MAX_WORKSPACES 64
 
 typedef struct layer {
     /* Weights in PyTorch's [out, in] layout; the backend may keep packed copies. */
@@ -37,16 +39,9 @@ typedef struct config {
     int normalize;
 } config;
 
-struct fn_encoder {
-    fn_backend *be;
-    fn_dtype dt; /* weights and activations: f32 on the CPU, bf16 or f16 on CUDA */
-    fn_tokenizer *tok;
-    config cfg;
-    size_t max_batch;
-    fn_tensor *word, *pos, *ln_g, *ln_b; /* pos has token type 0 folded in */
-    layer layers[MAX_LAYERS];
-
-    pthread_mutex_t lock; /* guards everything below */
+/* What one encode call works in: activations, host staging, the recorded graphs. */
+typedef struct workspace {
+    int busy;
     size_t cap_tokens, cap_batch;
     fn_tensor *ids, *pos_ids, *mask, *x, *qkv, *att, *tmp, *inter, *pooled;
     int32_t *h_ids, *h_pos, *h_mask;
@@ -57,8 +52,25 @@ struct fn_encoder {
         fn_graph *g;
     } graphs[MAX_GRAPHS];
     size_t n_graphs, next_graph;
-    int no_graphs;    /* the backend has none */
     uint16_t *h_half; /* pooled rows as read from a bf16/f16 device */
+} workspace;
+
+struct fn_encoder {
+    fn_backend *be;
+    fn_dtype dt; /* weights and activations: f32 on the CPU, bf16 or f16 on CUDA */
+    fn_tokenizer *tok;
+    config cfg;
+    size_t max_batch;
+    fn_tensor *word, *pos, *ln_g, *ln_b; /* pos has token type 0 folded in */
+    layer layers[MAX_LAYERS];
+
+    /* Calls run at once on as many workspaces (the weights are shared and only read);
+     * more callers wait for one to come free. */
+    pthread_mutex_t lock; /* guards busy flags */
+    pthread_cond_t freed;
+    workspace ws[MAX_WORKSPACES];
+    size_t n_ws;
+    atomic_int no_graphs; /* the backend has none */
 };
 
 /* ---- configuration ----------------------------------------------------------- */
@@ -308,60 +320,67 @@ static fn_status load_weights(fn_encoder *e, const char *dir, fn_error *err)
 
 /* ---- workspace ----------------------------------------------------------------- */
 
-static void free_graphs(fn_encoder *e)
+static void free_graphs(workspace *w)
 {
-    for (size_t i = 0; i < e->n_graphs; i++) fn_graph_free(e->graphs[i].g);
-    e->n_graphs = e->next_graph = 0;
+    for (size_t i = 0; i < w->n_graphs; i++) fn_graph_free(w->graphs[i].g);
+    w->n_graphs = w->next_graph = 0;
 }
 
-static void free_workspace(fn_encoder *e)
+static void free_workspace(workspace *w)
 {
-    free_graphs(e); /* graphs point into the workspace */
-    fn_tensor *ts[] = {e->ids, e->pos_ids, e->mask,  e->x,     e->qkv,
-                       e->att, e->tmp,     e->inter, e->pooled};
+    free_graphs(w); /* graphs point into the workspace */
+    fn_tensor *ts[] = {w->ids, w->pos_ids, w->mask,  w->x,     w->qkv,
+                       w->att, w->tmp,     w->inter, w->pooled};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) fn_tensor_free(ts[i]);
-    e->ids = e->pos_ids = e->mask = e->x = e->qkv = e->att = e->tmp = e->inter = e->pooled = NULL;
-    free(e->h_ids), free(e->h_pos), free(e->h_mask), free(e->h_pooled), free(e->h_half);
-    e->h_ids = e->h_pos = e->h_mask = NULL;
-    e->h_pooled = NULL;
-    e->h_half = NULL;
-    e->cap_tokens = e->cap_batch = 0;
+    w->ids = w->pos_ids = w->mask = w->x = w->qkv = w->att = w->tmp = w->inter = w->pooled = NULL;
+    free(w->h_ids), free(w->h_pos), free(w->h_mask), free(w->h_pooled), free(w->h_half);
+    w->h_ids = w->h_pos = w->h_mask = NULL;
+    w->h_pooled = NULL;
+    w->h_half = NULL;
+    w->cap_tokens = w->cap_batch = 0;
 }
 
-/* Makes room for batch texts of tokens tokens in all. */
-static fn_status reserve(fn_encoder *e, size_t batch, size_t tokens, fn_error *err)
+/*
+ * Makes room for batch texts of tokens tokens in all. It grows to what calls need (in
+ * powers of two from 256 tokens, so a few growths cover every shape), not to max_batch x
+ * max_len at once: a serving encoder of short queries keeps small workspaces.
+ */
+static fn_status reserve(fn_encoder *e, workspace *w, size_t batch, size_t tokens, fn_error *err)
 {
-    if (tokens <= e->cap_tokens && batch <= e->cap_batch) return FN_OK;
-    if (tokens < e->cap_tokens) tokens = e->cap_tokens;
-    if (batch < e->cap_batch) batch = e->cap_batch;
-    free_workspace(e);
+    if (tokens <= w->cap_tokens && batch <= w->cap_batch) return FN_OK;
+    size_t grown = 256;
+    while (grown < tokens) grown *= 2;
+    tokens = grown;
+    if (tokens < w->cap_tokens) tokens = w->cap_tokens;
+    if (batch < w->cap_batch) batch = w->cap_batch;
+    free_workspace(w);
     const int64_t h = e->cfg.hidden, n = (int64_t)tokens;
     int64_t d_ids = n, d_x[2] = {n, h}, d_qkv[2] = {n, 3 * h}, d_in[2] = {n, e->cfg.inter},
             d_pool[2] = {(int64_t)batch, h};
     fn_status s;
-    if ((s = fn_tensor_new(e->be, FN_I32, 1, &d_ids, &e->ids, err)) ||
-        (s = fn_tensor_new(e->be, FN_I32, 1, &d_ids, &e->pos_ids, err)) ||
-        (s = fn_tensor_new(e->be, FN_I32, 1, &d_ids, &e->mask, err)) ||
-        (s = fn_tensor_new(e->be, e->dt, 2, d_x, &e->x, err)) ||
-        (s = fn_tensor_new(e->be, e->dt, 2, d_qkv, &e->qkv, err)) ||
-        (s = fn_tensor_new(e->be, e->dt, 2, d_x, &e->att, err)) ||
-        (s = fn_tensor_new(e->be, e->dt, 2, d_x, &e->tmp, err)) ||
-        (s = fn_tensor_new(e->be, e->dt, 2, d_in, &e->inter, err)) ||
-        (s = fn_tensor_new(e->be, e->dt, 2, d_pool, &e->pooled, err))) {
-        free_workspace(e);
+    if ((s = fn_tensor_new(e->be, FN_I32, 1, &d_ids, &w->ids, err)) ||
+        (s = fn_tensor_new(e->be, FN_I32, 1, &d_ids, &w->pos_ids, err)) ||
+        (s = fn_tensor_new(e->be, FN_I32, 1, &d_ids, &w->mask, err)) ||
+        (s = fn_tensor_new(e->be, e->dt, 2, d_x, &w->x, err)) ||
+        (s = fn_tensor_new(e->be, e->dt, 2, d_qkv, &w->qkv, err)) ||
+        (s = fn_tensor_new(e->be, e->dt, 2, d_x, &w->att, err)) ||
+        (s = fn_tensor_new(e->be, e->dt, 2, d_x, &w->tmp, err)) ||
+        (s = fn_tensor_new(e->be, e->dt, 2, d_in, &w->inter, err)) ||
+        (s = fn_tensor_new(e->be, e->dt, 2, d_pool, &w->pooled, err))) {
+        free_workspace(w);
         return s;
     }
-    e->h_ids = malloc(tokens * sizeof *e->h_ids);
-    e->h_pos = malloc(tokens * sizeof *e->h_pos);
-    e->h_mask = malloc(tokens * sizeof *e->h_mask);
-    e->h_pooled = malloc(batch * (size_t)h * sizeof *e->h_pooled);
-    e->h_half = malloc(batch * (size_t)h * sizeof *e->h_half);
-    if (!e->h_ids || !e->h_pos || !e->h_mask || !e->h_pooled || !e->h_half) {
-        free_workspace(e);
+    w->h_ids = malloc(tokens * sizeof *w->h_ids);
+    w->h_pos = malloc(tokens * sizeof *w->h_pos);
+    w->h_mask = malloc(tokens * sizeof *w->h_mask);
+    w->h_pooled = malloc(batch * (size_t)h * sizeof *w->h_pooled);
+    w->h_half = malloc(batch * (size_t)h * sizeof *w->h_half);
+    if (!w->h_ids || !w->h_pos || !w->h_mask || !w->h_pooled || !w->h_half) {
+        free_workspace(w);
         return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
     }
-    e->cap_tokens = tokens;
-    e->cap_batch = batch;
+    w->cap_tokens = tokens;
+    w->cap_batch = batch;
     return FN_OK;
 }
 
@@ -374,19 +393,19 @@ static fn_status reserve(fn_encoder *e, size_t batch, size_t tokens, fn_error *e
     } while (0)
 
 /* Queues the forward pass of one padded batch whose inputs are on the device. */
-static fn_status forward_ops(fn_encoder *e, int64_t b, int64_t t, fn_error *err)
+static fn_status forward_ops(fn_encoder *e, workspace *w, int64_t b, int64_t t, fn_error *err)
 {
     const int64_t h = e->cfg.hidden, n = b * t;
     fn_backend *be = e->be;
     int64_t d_n = n, d_bt[2] = {b, t}, d_x[2] = {n, h}, d_x3[3] = {b, t, h}, d_q[2] = {n, 3 * h},
             d_q3[3] = {b, t, 3 * h}, d_in[2] = {n, e->cfg.inter}, d_pool[2] = {b, h};
-    fn_tensor ids = fn_tensor_view(e->ids, 1, &d_n), pos = fn_tensor_view(e->pos_ids, 1, &d_n);
-    fn_tensor mask = fn_tensor_view(e->mask, 2, d_bt);
-    fn_tensor x = fn_tensor_view(e->x, 2, d_x), x3 = fn_tensor_view(e->x, 3, d_x3);
-    fn_tensor qkv = fn_tensor_view(e->qkv, 2, d_q), qkv3 = fn_tensor_view(e->qkv, 3, d_q3);
-    fn_tensor att = fn_tensor_view(e->att, 2, d_x), att3 = fn_tensor_view(e->att, 3, d_x3);
-    fn_tensor tmp = fn_tensor_view(e->tmp, 2, d_x), inter = fn_tensor_view(e->inter, 2, d_in);
-    fn_tensor pooled = fn_tensor_view(e->pooled, 2, d_pool);
+    fn_tensor ids = fn_tensor_view(w->ids, 1, &d_n), pos = fn_tensor_view(w->pos_ids, 1, &d_n);
+    fn_tensor mask = fn_tensor_view(w->mask, 2, d_bt);
+    fn_tensor x = fn_tensor_view(w->x, 2, d_x), x3 = fn_tensor_view(w->x, 3, d_x3);
+    fn_tensor qkv = fn_tensor_view(w->qkv, 2, d_q), qkv3 = fn_tensor_view(w->qkv, 3, d_q3);
+    fn_tensor att = fn_tensor_view(w->att, 2, d_x), att3 = fn_tensor_view(w->att, 3, d_x3);
+    fn_tensor tmp = fn_tensor_view(w->tmp, 2, d_x), inter = fn_tensor_view(w->inter, 2, d_in);
+    fn_tensor pooled = fn_tensor_view(w->pooled, 2, d_pool);
     TRY(fn_op_gather(be, e->word, &ids, 0, &x, err));
     TRY(fn_op_gather(be, e->pos, &pos, 1, &x, err));
     TRY(fn_op_layernorm(be, &x, NULL, e->ln_g, e->ln_b, (float)e->cfg.eps, &x, err));
@@ -411,25 +430,25 @@ static fn_status forward_ops(fn_encoder *e, int64_t b, int64_t t, fn_error *err)
  * once and replayed with a single launch afterwards (the workspace stays put
  * until it grows, which drops the graphs).
  */
-static fn_status forward(fn_encoder *e, int64_t b, int64_t t, fn_error *err)
+static fn_status forward(fn_encoder *e, workspace *w, int64_t b, int64_t t, fn_error *err)
 {
     const int64_t n = b * t;
     size_t ib = (size_t)n * sizeof(int32_t);
-    fn_tensor ids = fn_tensor_view(e->ids, 1, &n), pos = fn_tensor_view(e->pos_ids, 1, &n);
-    fn_tensor mask = fn_tensor_view(e->mask, 1, &n);
-    TRY(fn_tensor_write(&ids, e->h_ids, ib, err));
-    TRY(fn_tensor_write(&pos, e->h_pos, ib, err));
-    TRY(fn_tensor_write(&mask, e->h_mask, ib, err));
-    if (e->no_graphs) return forward_ops(e, b, t, err);
-    for (size_t i = 0; i < e->n_graphs; i++)
-        if (e->graphs[i].b == b && e->graphs[i].t == t) return fn_graph_launch(e->graphs[i].g, err);
+    fn_tensor ids = fn_tensor_view(w->ids, 1, &n), pos = fn_tensor_view(w->pos_ids, 1, &n);
+    fn_tensor mask = fn_tensor_view(w->mask, 1, &n);
+    TRY(fn_tensor_write(&ids, w->h_ids, ib, err));
+    TRY(fn_tensor_write(&pos, w->h_pos, ib, err));
+    TRY(fn_tensor_write(&mask, w->h_mask, ib, err));
+    if (atomic_load(&e->no_graphs)) return forward_ops(e, w, b, t, err);
+    for (size_t i = 0; i < w->n_graphs; i++)
+        if (w->graphs[i].b == b && w->graphs[i].t == t) return fn_graph_launch(w->graphs[i].g, err);
     fn_status s = fn_backend_graph_begin(e->be, err);
     if (s == FN_ERR_UNSUPPORTED) {
-        e->no_graphs = 1;
-        return forward_ops(e, b, t, err);
+        atomic_store(&e->no_graphs, 1);
+        return forward_ops(e, w, b, t, err);
     }
     if (s != FN_OK) return s;
-    s = forward_ops(e, b, t, err);
+    s = forward_ops(e, w, b, t, err);
     fn_graph *g = NULL;
     fn_error end_err = {0};
     fn_status se = fn_backend_graph_end(e->be, &g, &end_err);
@@ -443,14 +462,14 @@ static fn_status forward(fn_encoder *e, int64_t b, int64_t t, fn_error *err)
     }
     /* Keep it, replacing the oldest when full. */
     size_t slot;
-    if (e->n_graphs < MAX_GRAPHS) {
-        slot = e->n_graphs++;
+    if (w->n_graphs < MAX_GRAPHS) {
+        slot = w->n_graphs++;
     } else {
-        slot = e->next_graph;
-        e->next_graph = (e->next_graph + 1) % MAX_GRAPHS;
-        fn_graph_free(e->graphs[slot].g);
+        slot = w->next_graph;
+        w->next_graph = (w->next_graph + 1) % MAX_GRAPHS;
+        fn_graph_free(w->graphs[slot].g);
     }
-    e->graphs[slot].b = b, e->graphs[slot].t = t, e->graphs[slot].g = g;
+    w->graphs[slot].b = b, w->graphs[slot].t = t, w->graphs[slot].g = g;
     return fn_graph_launch(g, err);
 }
 
@@ -464,6 +483,9 @@ fn_status fn_encoder_load(const char *dir, const fn_encoder_options *opts, fn_en
     fn_encoder *e = calloc(1, sizeof *e);
     if (!e) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
     pthread_mutex_init(&e->lock, NULL);
+    pthread_cond_init(&e->freed, NULL);
+    atomic_init(&e->no_graphs, 0);
+    e->n_ws = 1;
     fn_status s = read_config(dir, &e->cfg, err);
     if (s != FN_OK) goto fail;
     if (o.max_len) {
@@ -495,6 +517,13 @@ fn_status fn_encoder_load(const char *dir, const fn_encoder_options *opts, fn_en
         goto fail;
     }
     if (e->dt != FN_F32 && fn_backend_device(e->be) == FN_DEVICE_CPU) e->dt = FN_F32;
+    /* The CPU backend's ops may run from several threads at once; a device has one stream. */
+    if (o.workspaces > MAX_WORKSPACES) {
+        s = fn_error_set(err, FN_ERR_INVALID, "encoder: %zu workspaces, at most %d", o.workspaces,
+                         MAX_WORKSPACES);
+        goto fail;
+    }
+    if (o.workspaces > 1 && fn_backend_device(e->be) == FN_DEVICE_CPU) e->n_ws = o.workspaces;
     char path[4096];
     snprintf(path, sizeof path, "%s/vocab.txt", dir);
     fn_tokenizer_options to = fn_tokenizer_options_default();
@@ -519,7 +548,7 @@ fail:
 void fn_encoder_free(fn_encoder *e)
 {
     if (!e) return;
-    free_workspace(e);
+    for (size_t i = 0; i < MAX_WORKSPACES; i++) free_workspace(&e->ws[i]);
     fn_tensor_free(e->word), fn_tensor_free(e->pos);
     fn_tensor_free(e->ln_g), fn_tensor_free(e->ln_b);
     for (int l = 0; l < MAX_LAYERS; l++) {
@@ -531,6 +560,7 @@ void fn_encoder_free(fn_encoder *e)
     fn_tokenizer_free(e->tok);
     if (e->be) fn_backend_free(e->be);
     pthread_mutex_destroy(&e->lock);
+    pthread_cond_destroy(&e->freed);
     free(e);
 }
 
@@ -563,8 +593,8 @@ static int by_length_desc(const void *a, const void *b, void *ctx)
     return *(const size_t *)a < *(const size_t *)b ? -1 : 1;
 }
 
-static fn_status encode_locked(fn_encoder *e, const char *const *texts, const size_t *lens,
-                               size_t n, float *out, tokenized *tk, fn_error *err)
+static fn_status encode_in(fn_encoder *e, workspace *w, const char *const *texts,
+                           const size_t *lens, size_t n, float *out, tokenized *tk, fn_error *err)
 {
     const size_t ml = e->cfg.max_len, h = (size_t)e->cfg.hidden;
     for (size_t i = 0; i < n; i++) {
@@ -579,31 +609,31 @@ static fn_status encode_locked(fn_encoder *e, const char *const *texts, const si
     for (size_t start = 0; start < n; start += e->max_batch) {
         size_t b = n - start < e->max_batch ? n - start : e->max_batch;
         size_t t = tk->len[tk->order[start]]; /* the longest comes first */
-        fn_status s = reserve(e, e->max_batch, e->max_batch * ml, err);
+        fn_status s = reserve(e, w, e->max_batch, b * t, err);
         if (s != FN_OK) return s;
         for (size_t k = 0; k < b; k++) {
             size_t src = tk->order[start + k], len = tk->len[src];
             for (size_t p = 0; p < t; p++) {
                 size_t o = k * t + p;
-                e->h_ids[o] = p < len ? tk->ids[src * ml + p] : 0;
-                e->h_mask[o] = p < len;
-                e->h_pos[o] = (int32_t)p;
+                w->h_ids[o] = p < len ? tk->ids[src * ml + p] : 0;
+                w->h_mask[o] = p < len;
+                w->h_pos[o] = (int32_t)p;
             }
         }
-        if ((s = forward(e, (int64_t)b, (int64_t)t, err)) != FN_OK) return s;
+        if ((s = forward(e, w, (int64_t)b, (int64_t)t, err)) != FN_OK) return s;
         int64_t d_pool[2] = {(int64_t)b, (int64_t)h};
-        fn_tensor pooled = fn_tensor_view(e->pooled, 2, d_pool);
+        fn_tensor pooled = fn_tensor_view(w->pooled, 2, d_pool);
         if (e->dt == FN_F32) {
-            s = fn_tensor_read(&pooled, e->h_pooled, b * h * sizeof(float), err);
+            s = fn_tensor_read(&pooled, w->h_pooled, b * h * sizeof(float), err);
         } else {
-            s = fn_tensor_read(&pooled, e->h_half, b * h * sizeof(uint16_t), err);
+            s = fn_tensor_read(&pooled, w->h_half, b * h * sizeof(uint16_t), err);
             for (size_t i = 0; s == FN_OK && i < b * h; i++)
-                e->h_pooled[i] =
-                    e->dt == FN_BF16 ? fn_bf16_to_f32(e->h_half[i]) : fn_f16_to_f32(e->h_half[i]);
+                w->h_pooled[i] =
+                    e->dt == FN_BF16 ? fn_bf16_to_f32(w->h_half[i]) : fn_f16_to_f32(w->h_half[i]);
         }
         if (s != FN_OK) return s;
         for (size_t k = 0; k < b; k++)
-            memcpy(out + tk->order[start + k] * h, e->h_pooled + k * h, h * sizeof(float));
+            memcpy(out + tk->order[start + k] * h, w->h_pooled + k * h, h * sizeof(float));
     }
     return FN_OK;
 }
@@ -619,7 +649,19 @@ fn_status fn_encoder_encode(fn_encoder *e, const char *const *texts, const size_
         s = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
     } else {
         pthread_mutex_lock(&e->lock);
-        s = encode_locked(e, texts, lens, n, out, &tk, err);
+        workspace *w = NULL;
+        for (;;) {
+            for (size_t i = 0; !w && i < e->n_ws; i++)
+                if (!e->ws[i].busy) w = &e->ws[i];
+            if (w) break;
+            pthread_cond_wait(&e->freed, &e->lock);
+        }
+        w->busy = 1;
+        pthread_mutex_unlock(&e->lock);
+        s = encode_in(e, w, texts, lens, n, out, &tk, err);
+        pthread_mutex_lock(&e->lock);
+        w->busy = 0;
+        pthread_cond_signal(&e->freed);
         pthread_mutex_unlock(&e->lock);
     }
     free(tk.ids), free(tk.len), free(tk.order);

@@ -25,6 +25,10 @@ typedef struct fn_encoder_options {
     size_t max_len;     /* tokens per text, [CLS] and [SEP] included (0: the model's) */
     /* CUDA storage type: "bf16" (default), "f16" or "f32"; the CPU computes in f32. */
     const char *precision;
+    /* CPU: encode calls that run at once, each in its own workspace over the shared
+     * weights (0 or 1: one at a time; at most 64). A server gives one per worker thread,
+     * with threads 1, so that queries arriving together are encoded side by side. CUDA: 1. */
+    size_t workspaces;
 } fn_encoder_options;
 
 /*
@@ -47,8 +51,8 @@ const char *fn_encoder_device_name(const fn_encoder *e);
 /*
  * Encodes n texts (lens[i] bytes each, UTF-8; lens may be NULL for
  * NUL-terminated texts) into out, n rows of fn_encoder_dim floats, in input
- * order. Safe to call from several threads at once (calls are serialised on
- * the encoder's workspace).
+ * order. Safe to call from several threads at once: up to `workspaces` calls
+ * run side by side, more wait for a workspace to come free.
  */
 fn_status fn_encoder_encode(fn_encoder *e, const char *const *texts, const size_t *lens, size_t n,
                             float *out, fn_error *err);

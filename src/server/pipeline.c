@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/file.h"
 #include "common/log.h"
@@ -278,11 +279,12 @@ static fn_status load_ann(fn_pipeline *p, const cfg_reader *c, json_t *root, jso
     static const char *const ann_names[] = {"index", "ef", NULL};
     static const char *const q_names[] = {"quota", NULL};
     static const char *const u_names[] = {"quota", "recent", NULL};
-    static const char *const enc_names[] = {"model", "device", "threads", "cache_size", NULL};
+    static const char *const enc_names[] = {"model",      "device",     "threads",
+                                            "cache_size", "workspaces", NULL};
     json_t *ja = section(jr, "ann", empty), *jq = json_object_get(jr, "query_ann"),
            *ju = json_object_get(jr, "user_ann"), *je = json_object_get(root, "encoder");
     char *index = NULL, *model = NULL, *device = NULL, *ids = NULL;
-    size_t ef = 0, threads = 1, cache = 10000;
+    size_t ef = 0, threads = 1, cache = 10000, workspaces = 0;
     fn_status st = check_object(c, ja, "recall.ann", err);
     if (st == FN_OK && jq) st = check_object(c, jq, "recall.query_ann", err);
     if (st == FN_OK && ju) st = check_object(c, ju, "recall.user_ann", err);
@@ -310,6 +312,13 @@ static fn_status load_ann(fn_pipeline *p, const cfg_reader *c, json_t *root, jso
         st = get_count(c, je, "threads", "encoder.threads", 0, 1024, 1, &threads, err);
     if (st == FN_OK && je)
         st = get_count(c, je, "cache_size", "encoder.cache_size", 0, 10000000, 10000, &cache, err);
+    /* queries encoded side by side: by default one per CPU, as many as Rank workers */
+    if (st == FN_OK && je)
+        st = get_count(c, je, "workspaces", "encoder.workspaces", 0, 64, 0, &workspaces, err);
+    if (st == FN_OK && !workspaces) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        workspaces = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (size_t)ncpu;
+    }
     p->ann_params.ef_search = (int)ef;
     if (st == FN_OK && index) {
         if ((st = fn_ann_load(index, 0, &p->ann, err)) != FN_OK) {
@@ -323,7 +332,8 @@ static fn_status load_ann(fn_pipeline *p, const cfg_reader *c, json_t *root, jso
         }
     }
     if (st == FN_OK && model) {
-        fn_encoder_options eo = {.device = device, .threads = (int)threads};
+        fn_encoder_options eo = {
+            .device = device, .threads = (int)threads, .workspaces = workspaces};
         if ((st = fn_encoder_load(model, &eo, &p->encoder, err)) != FN_OK)
             fn_error_prefix(err, "encoder.model");
         else if (p->ann && fn_encoder_dim(p->encoder) != fn_ann_dim(p->ann))

@@ -190,21 +190,32 @@ START_TEST(concurrent_callers)
     }
     fixture fx;
     load_fixture(&fx);
-    fn_encoder_options o = {.threads = 2};
+    /* one workspace (calls take turns) on a 2-thread pool; three side by side, one thread
+     * each (a server's setting); two side by side sharing a 2-thread pool */
+    const fn_encoder_options opts[] = {
+        {.threads = 2}, {.threads = 1, .workspaces = 3}, {.threads = 2, .workspaces = 2}};
+    for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
+        fn_error err = {0};
+        fn_encoder *e;
+        ck_assert_msg(fn_encoder_load(dir, &opts[k], &e, &err) == FN_OK, "%s", err.msg);
+        worker_arg args[4];
+        pthread_t th[4];
+        for (int i = 0; i < 4; i++) {
+            args[i] = (worker_arg){e, &fx, (size_t)i, 29, fx.vecs, 0};
+            pthread_create(&th[i], NULL, encode_worker, &args[i]);
+        }
+        for (int i = 0; i < 4; i++) {
+            pthread_join(th[i], NULL);
+            ck_assert_msg(args[i].mismatches == 0, "options %zu, caller %d: %d mismatches", k, i,
+                          args[i].mismatches);
+        }
+        fn_encoder_free(e);
+    }
     fn_error err = {0};
-    fn_encoder *e;
-    ck_assert_msg(fn_encoder_load(dir, &o, &e, &err) == FN_OK, "%s", err.msg);
-    worker_arg args[4];
-    pthread_t th[4];
-    for (int i = 0; i < 4; i++) {
-        args[i] = (worker_arg){e, &fx, (size_t)i, 29, fx.vecs, 0};
-        pthread_create(&th[i], NULL, encode_worker, &args[i]);
-    }
-    for (int i = 0; i < 4; i++) {
-        pthread_join(th[i], NULL);
-        ck_assert_int_eq(args[i].mismatches, 0);
-    }
-    fn_encoder_free(e);
+    fn_encoder *e = NULL;
+    const fn_encoder_options too_many = {.workspaces = 65};
+    ck_assert_int_eq(fn_encoder_load(dir, &too_many, &e, &err), FN_ERR_INVALID);
+    ck_assert_msg(strstr(err.msg, "workspaces"), "%s", err.msg);
     fixture_free(&fx);
     free(dir);
 }
