@@ -649,6 +649,36 @@ fn_status fn_ann_vectors(fn_ann *a, size_t *n, int64_t **ids, float **vecs, fn_e
     return st;
 }
 
+/*
+ * An empty index like a's: from the factory string when that needs no training (HNSW,
+ * Flat), else a clone of a's emptied by reset, which keeps the training (IVF's coarse
+ * quantizer, PQ's codebooks). Not a clone for all: FAISS 1.7.3 clones an IndexHNSWFlat as
+ * a plain IndexHNSW, which it then cannot write.
+ */
+static fn_status empty_copy(fn_ann *a, FaissIndex **out, fn_error *err)
+{
+    FaissIndex *sub = NULL, *idmap = NULL;
+    *out = NULL;
+    if (faiss_index_factory(&sub, (int)a->dim, a->factory, METRIC_INNER_PRODUCT))
+        return faiss_fail(err, FN_ERR_INTERNAL, "making an empty index for a rebuild");
+    if (faiss_Index_is_trained(sub)) {
+        if (faiss_IndexIDMap2_new(&idmap, sub)) {
+            faiss_Index_free(sub);
+            return faiss_fail(err, FN_ERR_INTERNAL, "wrapping the index in IDMap2");
+        }
+        faiss_IndexIDMap2_set_own_fields(idmap, 1);
+        *out = idmap;
+        return FN_OK;
+    }
+    faiss_Index_free(sub);
+    if (faiss_clone_index(a->idmap, out) || faiss_Index_reset(*out)) {
+        if (*out) faiss_Index_free(*out);
+        *out = NULL;
+        return faiss_fail(err, FN_ERR_INTERNAL, "copying the index for a rebuild");
+    }
+    return FN_OK;
+}
+
 fn_status fn_ann_rebuild(fn_ann *a, fn_error *err)
 {
     pthread_rwlock_wrlock(&a->lock);
@@ -660,18 +690,16 @@ fn_status fn_ann_rebuild(fn_ann *a, fn_error *err)
     idtable t = {0};
     if (a->n_deleted == 0) goto done;
     if ((st = collect_vectors(a, 1, &n, &ids, &vecs, err)) != FN_OK) goto done;
-    /* A clone keeps the training (coarse quantizer, codebooks); reset empties it. */
-    if (faiss_clone_index(a->idmap, &fresh) || faiss_Index_reset(fresh)) {
-        st = faiss_fail(err, FN_ERR_INTERNAL, "copying the index for a rebuild");
-        goto done;
-    }
+    if ((st = empty_copy(a, &fresh, err)) != FN_OK) goto done;
     if (n && faiss_Index_add_with_ids(fresh, (idx_t)n, vecs, ids)) {
         st = faiss_fail(err, FN_ERR_INTERNAL, "re-adding the live vectors");
         goto done;
     }
     if ((st = idtable_reserve(&t, n, err)) != FN_OK) goto done;
     for (size_t i = 0; i < n; i++) idtable_put(&t, ids[i], ID_LIVE);
-    /* The clone carries the parameters set now (a->cur) along. */
+    /* A clone carries the parameters set now along; a new index has FAISS's defaults, so the
+     * next search sets them again. */
+    a->cur.ef_search = a->cur.nprobe = -1;
     faiss_Index_free(a->idmap);
     a->idmap = fresh;
     fresh = NULL;

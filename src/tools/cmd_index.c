@@ -28,6 +28,7 @@ static const char usage_text[] =
     "       funnel index search --index FILE --queries FILE.fvecs -k K [--ef N] [--nprobe N]\n"
     "                          [--ground-truth FILE.ivecs | --exact [--vectors FILE.fvecs]]\n"
     "                          [--ids OUT.ivecs] [--results OUT.jsonl] [--json]\n"
+    "       funnel index delete|rebuild --index FILE ... (see funnel index delete --help)\n"
     "\n"
     "build   build a FAISS index over the vectors of FILE.fvecs, item ids being their row\n"
     "        numbers (0, 1, ...), and write it to FILE (FAISS's index file with funnel's\n"
@@ -761,6 +762,8 @@ static int parse_param(const char *opt, const char *s, int *out)
 
 int fn_cmd_index(int argc, char **argv)
 {
+    if (argc >= 2 && (!strcmp(argv[1], "delete") || !strcmp(argv[1], "rebuild")))
+        return fn_cmd_index_edit(argc - 1, argv + 1);
     options o = {0};
     optind = 1;
     int c;
@@ -837,7 +840,8 @@ int fn_cmd_index(int argc, char **argv)
             return fn_cli_usage_error("index", "unknown option");
         }
     }
-    if (optind >= argc) return fn_cli_usage_error("index", "give a subcommand: build or search");
+    if (optind >= argc)
+        return fn_cli_usage_error("index", "give a subcommand: build, search, delete or rebuild");
     const char *sub = argv[optind];
     if (optind + 1 < argc)
         return fn_cli_usage_error("index", "unexpected argument '%s'", argv[optind + 1]);
@@ -869,5 +873,6 @@ int fn_cmd_index(int argc, char **argv)
             return fn_cli_usage_error("index", "--vectors goes with build, or with search --exact");
         return cmd_search(&o);
     }
-    return fn_cli_usage_error("index", "unknown subcommand '%s' (build or search)", sub);
+    return fn_cli_usage_error("index", "unknown subcommand '%s' (build, search, delete or rebuild)",
+                              sub);
 }

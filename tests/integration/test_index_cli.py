@@ -171,6 +171,42 @@ def main():
                    str(K), "--ground-truth", p("truth.ivecs"), "--nprobe", "16")
     assert abs(pq["recall@k"] - gt_pq["recall@k"]) < 0.002 and pq["recall@k"] > 0.2, (pq, gt_pq)
 
+    # ---- delete and rebuild: tombstones left out of results, then compacted ----
+    f.json("build", "--vectors", p("base.fvecs"), "--factory", "HNSW16,Flat", "--out",
+           p("edit.idx"))
+    gone = list(range(0, N, 10))  # every tenth vector
+    rep = f.json("delete", "--index", p("edit.idx"), "--ids", ",".join(map(str, gone)))
+    assert rep["deleted"] == len(gone) and rep["live"] == N - len(gone) and \
+        rep["tombstones"] == len(gone), rep
+    again = f.json("delete", "--index", p("edit.idx"), "--ids", "0,%d" % (N + 5))
+    assert again["deleted"] == 0 and again["tombstones"] == len(gone), again
+    keep = np.ones(N, dtype=bool)
+    keep[gone] = False
+    scores = queries.astype(np.float32) @ base.astype(np.float32).T
+    scores[:, ~keep] = -np.inf
+    live_truth = np.argsort(-scores, axis=1)[:, :K]
+    for name in ("edit.idx", "compact.idx"):
+        if name == "compact.idx":
+            rb = f.json("rebuild", "--index", p("edit.idx"), "--out", p("compact.idx"))
+            assert rb["live"] == N - len(gone) and rb["tombstones_before"] == len(gone), rb
+        got = f.json("search", "--index", p(name), "--queries", p("queries.fvecs"), "-k", str(K),
+                     "--ef", "128", "--ids", p(name + ".ivecs"))
+        ids = read_ivecs(p(name + ".ivecs"))
+        assert got["vectors"] == N - len(gone), got
+        assert not set(ids.ravel()) & set(gone), "%s: a deleted id came back" % name
+        assert (ids >= 0).all(), "%s: fewer than k results" % name
+        assert recall(ids, live_truth, K) >= 0.95, (name, recall(ids, live_truth, K))
+    # a rebuild in place drops the tombstones of the file itself
+    rb = f.json("rebuild", "--index", p("edit.idx"))
+    assert rb["tombstones_before"] == len(gone), rb
+    assert f.json("rebuild", "--index", p("edit.idx"))["tombstones_before"] == 0
+    f.run("delete", "--index", p("edit.idx"), rc=2, err="give --ids or --items")
+    f.run("delete", "--index", p("edit.idx"), "--ids", "1,x", rc=2, err="'x' is not an index id")
+    f.run("delete", "--index", p("edit.idx"), "--ids", "1,,2", rc=2, err="empty entry")
+    f.run("delete", "--index", p("edit.idx"), "--items", "a", rc=1,
+          err="--items needs the id map")
+    f.run("rebuild", "--index", p("nothing.idx"), rc=1, err="nothing.idx")
+
     # ---- failures: messages, exit 1, nothing half-written ----
     f.run("build", "--vectors", p("base.fvecs"), "--factory", "Bogus99", "--out", p("bad.idx"),
           rc=1, err="factory string 'Bogus99'")
