@@ -559,12 +559,14 @@ static Funnel__V1__RankedItem *ranked_item(request *r, size_t i, float score, fn
     return it;
 }
 
-/* The request's scratch: the user's history and seen items, the sorted exclusions. */
+/* Checks the request and makes its scratch: the user's history and seen items, the sorted
+ * exclusions; *page_size gets the page's size. */
 static fn_status begin(fn_pipeline *p, const Funnel__V1__RankRequest *q, fn_arena *arena,
-                       request *r, fn_error *err)
+                       request *r, size_t *page_size, fn_error *err)
 {
-    fn_status st = FN_OK;
     *r = (request){.p = p, .a = arena, .q = q};
+    fn_status st = check_request(p, q, page_size, err);
+    if (st != FN_OK) return st;
     r->timings = alloc(r, 8 * sizeof *r->timings, &st, err);
     r->degraded = alloc(r, 8 * sizeof *r->degraded, &st, err);
     const char *uid = q->user_id ? q->user_id : "";
@@ -656,8 +658,7 @@ fn_status fn_pipeline_rank(fn_pipeline *p, const Funnel__V1__RankRequest *q, int
 {
     size_t page_size = 0;
     request r;
-    fn_status st = check_request(p, q, &page_size, err);
-    if (st == FN_OK) st = begin(p, q, arena, &r, err);
+    fn_status st = begin(p, q, arena, &r, &page_size, err);
     if (st != FN_OK) return st;
     fn_store_record **items = NULL;
     st = recall_and_rank(&r, deadline_ns, &items, err);
@@ -729,8 +730,7 @@ fn_status fn_pipeline_rerank_input(fn_pipeline *p, const Funnel__V1__RankRequest
     size_t page_size = 0;
     request r;
     *out = (fn_pipeline_list){0};
-    fn_status st = check_request(p, q, &page_size, err);
-    if (st == FN_OK) st = begin(p, q, arena, &r, err);
+    fn_status st = begin(p, q, arena, &r, &page_size, err);
     if (st != FN_OK) return st;
     fn_store_record **items = NULL;
     st = recall_and_rank(&r, 0, &items, err);
