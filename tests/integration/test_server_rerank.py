@@ -17,6 +17,7 @@ Exits 77 (skipped) without the data.
 """
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -64,8 +65,9 @@ def rank(port, req, timeout_ms=None):
         return json.loads(resp.read())
 
 
-def check_lists(lists, history, labels, what):
-    """Each list: TOP distinct items the user had not met, grades from the labels."""
+def check_lists(lists, history, labels, n_events, what):
+    """Each list: TOP distinct items the user had not met, grades from the labels, its
+    feature columns as pipeline.h describes them."""
     for _, user, items in lists:
         ids = [i for _, i, _ in items]
         check(len(ids) == TOP and len(set(ids)) == TOP, "%s: user %s list %r" % (what, user, ids))
@@ -80,6 +82,18 @@ def check_lists(lists, history, labels, what):
               (what, user))
         pos = [feats[1] for _, _, feats in items]
         check(pos == sorted(pos) and pos[0] == 0 and pos[-1] == 1, "%s: positions %r" % (what, pos))
+        # the columns (src/server/pipeline.h): CTR logit and CTR against the list's best agree;
+        # flags are 0/1; no query; the history's length; no vectors in this pipeline (no ANN)
+        ctr = [1 / (1 + math.exp(-feats[0])) for _, _, feats in items]
+        for (_, item, feats), c in zip(items, ctr):
+            check(abs(feats[2] - c / max(ctr)) < 1e-3, "%s: %s CTR columns %r" % (what, item, feats))
+            check(all(feats[i] in (0, 1) for i in (4, 6, 8, 10)) and feats[12] == 0,
+                  "%s: %s flags %r" % (what, item, feats))
+            check(abs(feats[13] - math.log1p(n_events[user])) < 1e-4,
+                  "%s: user %s history column %g, %d events" % (what, user, feats[13],
+                                                                n_events[user]))
+            check(feats[9] == feats[11] == feats[14] == feats[15] == 0,
+                  "%s: cosines without vectors %r" % (what, feats))
 
 
 def grades(recs):
@@ -94,6 +108,13 @@ def histories(recs):
     for u, i, _, _ in recs:
         h.setdefault(u, set()).add(i)
     return h
+
+
+def events(recs):
+    n = {}
+    for u, _, _, _ in recs:
+        n[u] = n.get(u, 0) + 1
+    return n
 
 
 def main():
@@ -136,12 +157,13 @@ def main():
               0 < rep["ndcg10"] < 1, "rerank lists report %r (%d users)" % (rep, n_users))
         check(rep["graded"] == sum(g > 0 for _, _, it in lists for g, _, _ in it),
               "graded count %r" % rep)
-        check_lists(lists, histories(fit), grades(valid), "fit/valid lists")
+        check_lists(lists, histories(fit), grades(valid), events(fit), "fit/valid lists")
 
         # the later split: history to train/test, labels from test
         trep = lists_json(f, "--config", cpath, "--interactions", p("train.tfrecord"), "--cooc",
                           p("train.cooc"), "--labels", p("test.tfrecord"), "--out", p("test.svm"))
-        check_lists(read_lists(p("test.svm")), histories(train), grades(test), "train/test lists")
+        check_lists(read_lists(p("test.svm")), histories(train), grades(test), events(train),
+                    "train/test lists")
 
         run(f, "rerank", "train", "--data", p("rl.svm"), "--holdout", "0.2", "--out",
             p("rr.safetensors"), "--layers", "1", "--d-model", "32", "--heads", "4", "--ff", "64",
