@@ -51,6 +51,10 @@ static const setting settings[] = {
     {"idle-timeout-s", "N", SETTING_INT, 1, 3600, "30", offsetof(fn_server_config, idle_timeout_s),
      "seconds an HTTP connection may wait for its next request before it is closed (no "
      "reply)"},
+    {"drain-s", "N", SETTING_INT, 0, 3600, "10", offsetof(fn_server_config, drain_s),
+     "at SIGTERM or SIGINT: seconds to answer the calls under way (new connections are "
+     "refused, new calls answered \"server shutting down\") before stopping; a second signal "
+     "stops at once; 0: stop at once"},
     {"workers", "N", SETTING_INT, 0, 1024, "0", offsetof(fn_server_config, workers),
      "threads that run Rank calls, so the event loop keeps serving meanwhile; 0: one per "
      "online CPU"},

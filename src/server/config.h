@@ -22,6 +22,7 @@ typedef struct fn_server_config {
     int idle_timeout_s;      /* an HTTP connection without a request under way at most */
     int workers;             /* threads that run RPCs; 0: one per online CPU */
     int queue;               /* RPCs waiting for a worker at most; more are refused as busy */
+    int drain_s;             /* SIGTERM: seconds to answer the calls under way; 0: stop at once */
 } fn_server_config;
 
 typedef enum fn_server_action {

@@ -392,9 +392,13 @@ static void submit_job(grpc_conn *c, grpc_stream *st, const uint8_t *msg, size_t
     j->reply.body = (fn_buf)FN_BUF_INIT;
     j->job.run = run_job;
     j->job.done = done_job;
-    if (fn_workers_submit(s, &j->job) != 0) {
+    int rc = fn_workers_submit(s, &j->job);
+    if (rc != 0) {
         job_free(j);
-        reply_error_counted(c, st, 200, FN_GRPC_RESOURCE_EXHAUSTED, "server busy");
+        if (rc == FN_WORKERS_DRAINING)
+            reply_error_counted(c, st, 200, FN_GRPC_UNAVAILABLE, "server shutting down");
+        else
+            reply_error_counted(c, st, 200, FN_GRPC_RESOURCE_EXHAUSTED, "server busy");
         return;
     }
     st->job = j;
@@ -776,7 +780,7 @@ static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct fn_grpc *g = arg;
-    evconnlistener_enable(g->listener);
+    if (!g->s->draining) evconnlistener_enable(g->listener);
 }
 
 static void on_accept_error(struct evconnlistener *listener, void *arg)
@@ -877,6 +881,17 @@ static void conn_goaway_now(grpc_conn *c)
     /* The bufferevent keeps its output's start frozen outside its own write callback. */
     evbuffer_unfreeze(out, 1);
     evbuffer_write(out, bufferevent_getfd(c->bev)); /* non-blocking: best effort */
+}
+
+void fn_grpc_stop_accepting(fn_server *s)
+{
+    struct fn_grpc *g = s->grpc;
+    if (!g) return;
+    if (g->accept_resume) event_del(g->accept_resume);
+    /* Freed rather than disabled: the port closes, so a client's connect fails at once
+     * and it goes to another server instead of waiting in our backlog. */
+    if (g->listener) evconnlistener_free(g->listener);
+    g->listener = NULL;
 }
 
 void fn_grpc_conn_stats(const fn_server *s, int *open, uint64_t *refused)

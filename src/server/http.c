@@ -224,9 +224,11 @@ static void handle_call(fn_server *s, struct evhttp_request *req,
     j->method = method;
     j->job.run = run_rank;
     j->job.done = done_rank;
-    if (fn_workers_submit(s, &j->job) != 0) {
+    int rc = fn_workers_submit(s, &j->job);
+    if (rc != 0) {
         http_job_free(j);
-        reply(req, HTTP_SERVUNAVAIL, "Service Unavailable", "server busy\n");
+        reply(req, HTTP_SERVUNAVAIL, "Service Unavailable",
+              rc == FN_WORKERS_DRAINING ? "server shutting down\n" : "server busy\n");
         fn_metrics_request(s->metrics, FN_TRANSPORT_HTTP, method, HTTP_SERVUNAVAIL,
                            fn_now_ns() - t0);
         return;
@@ -297,9 +299,11 @@ static void handle_reload(fn_server *s, struct evhttp_request *req)
     j->out = (fn_buf)FN_BUF_INIT;
     j->job.run = run_reload;
     j->job.done = done_reload;
-    if (fn_workers_submit(s, &j->job) != 0) {
+    int rc = fn_workers_submit(s, &j->job);
+    if (rc != 0) {
         http_job_free(j);
-        reply(req, HTTP_SERVUNAVAIL, "Service Unavailable", "server busy\n");
+        reply(req, HTTP_SERVUNAVAIL, "Service Unavailable",
+              rc == FN_WORKERS_DRAINING ? "server shutting down\n" : "server busy\n");
         return;
     }
     evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_rank_conn_close, j);
@@ -340,6 +344,9 @@ static void on_request(struct evhttp_request *req, void *arg)
 {
     fn_server *s = arg;
     fn_http_conn_request(s, req); /* arrived whole: no 408 for it */
+    /* draining: this answer is the connection's last, so the client goes elsewhere next */
+    if (s->draining)
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!path || !*path) path = "/";
@@ -403,7 +410,14 @@ fn_status fn_http_start(fn_server *s, fn_error *err)
                             s->cfg.http_port,
                             e ? evutil_socket_error_to_string(e) : "address not usable");
     }
+    s->http_sock = sock;
     return bound_address(s, evhttp_bound_socket_get_fd(sock), err);
+}
+
+void fn_http_stop_accepting(fn_server *s)
+{
+    if (s->http && s->http_sock) evhttp_del_accept_socket(s->http, s->http_sock);
+    s->http_sock = NULL;
 }
 
 void fn_http_stop(fn_server *s)

@@ -15,6 +15,7 @@
 
 #include <event2/thread.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "pipeline.h"
 
@@ -32,8 +33,34 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
     fn_server *s = arg;
-    fn_log_info("funneld: %s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    const char *name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+    if (s->draining) {
+        fn_log_info("funneld: %s received again, stopping now", name);
+        event_base_loopbreak(s->base);
+        return;
+    }
+    fn_log_info("funneld: %s received, shutting down", name);
     fn_server_stop(s);
+}
+
+/* Time for the answers just handed to the sockets to go out before the loop ends. */
+#define FLUSH_US 100000
+
+/* While draining: stop once no call is queued, running or unanswered, or at the deadline. */
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    fn_server *s = arg;
+    const int idle = fn_workers_idle(s);
+    if (!idle && fn_now_ns() < s->drain_deadline_ns) return;
+    if (idle)
+        fn_log_info("funneld: every call under way was answered");
+    else
+        fn_log_warn("funneld: --drain-s %d passed with calls still under way: stopping",
+                    s->cfg.drain_s);
+    event_del(s->drain_timer);
+    struct timeval flush = {0, FLUSH_US};
+    event_base_loopexit(s->base, &flush);
 }
 
 /*
@@ -80,6 +107,7 @@ fn_status fn_server_new(const fn_server_config *cfg, fn_server **out, fn_error *
     s->sigint = evsignal_new(s->base, SIGINT, on_signal, s);
     s->sigterm = evsignal_new(s->base, SIGTERM, on_signal, s);
     s->sighup = evsignal_new(s->base, SIGHUP, on_sighup, s);
+    s->drain_timer = event_new(s->base, -1, EV_PERSIST, on_drain_tick, s);
     if (!s->sigint || !s->sigterm || !s->sighup || event_add(s->sigint, NULL) != 0 ||
         event_add(s->sigterm, NULL) != 0 || event_add(s->sighup, NULL) != 0) {
         fn_server_free(s);
@@ -132,9 +160,22 @@ fn_status fn_server_run(fn_server *s, fn_error *err)
     return FN_OK;
 }
 
+/*
+ * A drain: /readyz says "not ready" (a load balancer stops sending), the listening sockets
+ * close (new connections are refused at once and go elsewhere), calls arriving on open
+ * connections are answered "server shutting down" with the connection closed after, and
+ * the calls under way are answered before the loop ends, for --drain-s at most.
+ */
 void fn_server_stop(fn_server *s)
 {
-    s->ready = 0; /* a load balancer polling /readyz stops sending first */
+    if (s->draining) return;
+    s->ready = 0;
+    s->draining = 1;
+    fn_http_stop_accepting(s);
+    fn_grpc_stop_accepting(s);
+    s->drain_deadline_ns = fn_now_ns() + (uint64_t)s->cfg.drain_s * 1000000000ull;
+    struct timeval tick = {0, 5000};
+    if (s->cfg.drain_s > 0 && s->drain_timer && event_add(s->drain_timer, &tick) == 0) return;
     event_base_loopexit(s->base, NULL);
 }
 
@@ -150,6 +191,7 @@ void fn_server_free(fn_server *s)
     if (s->sighup) event_free(s->sighup);
     if (s->sigterm) event_free(s->sigterm);
     if (s->sigint) event_free(s->sigint);
+    if (s->drain_timer) event_free(s->drain_timer);
     if (s->base) event_base_free(s->base);
     pthread_mutex_destroy(&s->pipeline_lock);
     fn_metrics_free(s->metrics);

@@ -23,8 +23,14 @@ struct fn_server {
     struct fn_http_conns *http_conns; /* its connections: count, deadlines (http_conn.c) */
     char http_address[80];            /* "host:port" as bound */
     uint16_t http_port;
+    struct evhttp_bound_socket *http_sock; /* the listening socket, closed at a drain */
     /* Set once startup is complete; cleared when shutdown begins. */
     int ready;
+    /* SIGTERM/SIGINT: no new calls, the ones under way answered, then the loop stops (at
+     * drain_deadline_ns at the latest; a second signal stops at once). */
+    int draining;
+    struct event *drain_timer;
+    uint64_t drain_deadline_ns;
     /* The ranking pipeline (--config), NULL without one; requests take a reference with
      * fn_server_pipeline_acquire, a reload swaps it under pipeline_lock. */
     struct fn_pipeline *pipeline;
@@ -43,6 +49,8 @@ struct fn_server {
 fn_status fn_http_start(fn_server *s, fn_error *err);
 /* Closes the listener and every open connection. Safe when not started. */
 void fn_http_stop(fn_server *s);
+/* Closes the listening socket only: open connections go on (a drain). Safe when not started. */
+void fn_http_stop_accepting(fn_server *s);
 
 /* ---- HTTP/1.1 connections (http_conn.c) ------------------------------------ */
 
@@ -72,6 +80,8 @@ void fn_http_conn_read_stats(const fn_server *s, fn_http_conn_stats *out);
 fn_status fn_grpc_start(fn_server *s, fn_error *err);
 /* Closes the gRPC listener and every open HTTP/2 connection. Safe when not started. */
 void fn_grpc_stop(fn_server *s);
+/* Stops accepting gRPC connections; open ones go on (a drain). Safe when not started. */
+void fn_grpc_stop_accepting(fn_server *s);
 /* gRPC connections open now and refused so far for --max-connections (loop thread; zeros
  * when not started), for /metrics. */
 void fn_grpc_conn_stats(const fn_server *s, int *open, uint64_t *refused);
@@ -154,9 +164,14 @@ typedef struct fn_workers fn_workers;
 fn_status fn_workers_start(fn_server *s, fn_error *err);
 /*
  * Queues job (loop thread only). -1 when the queue is full or the pool is not
- * running: the job was not taken and the caller answers "server busy".
+ * running: the job was not taken and the caller answers "server busy";
+ * FN_WORKERS_DRAINING when the server is draining for shutdown: the caller
+ * answers "server shutting down".
  */
+#define FN_WORKERS_DRAINING (-2)
 int fn_workers_submit(fn_server *s, fn_job *job);
+/* No call queued, running or waiting to be answered (loop thread). */
+int fn_workers_idle(fn_server *s);
 /* Jobs waiting for a worker, and the number of worker threads (0 without a pool). */
 size_t fn_workers_queued(fn_server *s);
 int fn_workers_threads(const fn_server *s);

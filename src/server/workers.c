@@ -32,6 +32,7 @@ struct fn_workers {
     fn_job *head, *tail; /* queued, not started */
     size_t queued, cap;
     fn_job *done_head, *done_tail; /* finished, waiting for the loop thread */
+    size_t running;                /* taken by a worker, not on the done-list yet */
     int stopping;
     pthread_t *threads;
     int n_threads;
@@ -63,6 +64,7 @@ static void *worker_main(void *arg)
         w->head = job->next;
         if (!w->head) w->tail = NULL;
         w->queued--;
+        w->running++;
         pthread_mutex_unlock(&w->mu);
 
         job->run(w->s, job);
@@ -70,6 +72,7 @@ static void *worker_main(void *arg)
         int was_empty;
         pthread_mutex_lock(&w->mu);
         push_done(w, job, &was_empty);
+        w->running--;
         pthread_mutex_unlock(&w->mu);
         /* One wake-up per batch: the loop takes the whole list at once. */
         if (was_empty) event_active(w->notify, EV_READ, 0);
@@ -130,6 +133,7 @@ fn_status fn_workers_start(fn_server *s, fn_error *err)
 int fn_workers_submit(fn_server *s, fn_job *job)
 {
     fn_workers *w = s->workers;
+    if (s->draining) return FN_WORKERS_DRAINING;
     if (!w || w->n_threads == 0) return -1;
     job->next = NULL;
     job->cancelled = 0;
@@ -157,6 +161,16 @@ size_t fn_workers_queued(fn_server *s)
     size_t n = w->queued;
     pthread_mutex_unlock(&w->mu);
     return n;
+}
+
+int fn_workers_idle(fn_server *s)
+{
+    fn_workers *w = s->workers;
+    if (!w) return 1;
+    pthread_mutex_lock(&w->mu);
+    int idle = !w->queued && !w->running && !w->done_head;
+    pthread_mutex_unlock(&w->mu);
+    return idle;
 }
 
 int fn_workers_threads(const fn_server *s)

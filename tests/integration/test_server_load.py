@@ -16,6 +16,9 @@
    the server serves normally afterwards.
 5. SIGTERM while 16 threads keep sending: funneld exits 0 and every client call ends (an
    answer or a connection error), none hangs.
+6. The drain: 60 gRPC calls written at once to a server with one worker, SIGTERM after the
+   first answer: the listening ports close at once, every call under way is answered, the
+   server logs it and exits 0.
 Exits 77 (skipped) without the data.
 """
 import argparse
@@ -378,6 +381,52 @@ def main():
         check(outcomes.count(200) + outcomes.count("OK") > 0, "no request served before SIGTERM")
         print("SIGTERM under load: exit 0, %d calls ended (%d served)" %
               (len(outcomes), outcomes.count(200) + outcomes.count("OK")))
+
+        # --- 6. the drain: calls under way at SIGTERM are answered, new ones are not taken ---
+        srv = Funneld(args.funneld, cpath, os.path.join(tmp, "drain.log"), "--workers", "1",
+                      "--queue", "1000")
+        with grpc.insecure_channel("127.0.0.1:%d" % srv.grpc_port) as ch:
+            stub = funnel_pb2_grpc.RankingStub(ch)
+            stub.Rank(funnel_pb2.RankRequest(user_id="196", page_size=5), timeout=20)
+            # 60 calls written at once on one connection, one worker: when the first answer
+            # is back, the rest are queued or running
+            calls = [stub.Rank.future(funnel_pb2.RankRequest(user_id=USERS[i % 6], page_size=20,
+                                                             debug=True), timeout=60)
+                     for i in range(60)]
+            calls[0].result(timeout=30)
+            srv.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.05)
+            # the listening sockets are closed at once
+            for port in (srv.http_port, srv.grpc_port):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=5).close()
+                    refused = False
+                except OSError:
+                    refused = True
+                check(refused, "port %d still accepts connections while draining" % port)
+            codes = []
+            for c in calls:
+                try:
+                    c.result(timeout=30)
+                    codes.append("OK")
+                except grpc.RpcError as e:
+                    codes.append(e.code())
+            late = None
+            try:
+                stub.Rank(funnel_pb2.RankRequest(user_id="196", page_size=5), timeout=20)
+            except grpc.RpcError as e:
+                late = e.code()
+        try:
+            rc = srv.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            srv.proc.kill()
+            rc = "killed"
+        check(rc == 0, "drain: exit %r: %s" % (rc, srv.log()[-1500:]))
+        check(codes.count("OK") == len(calls),
+              "drain: calls under way at SIGTERM not all answered: %r" % codes)
+        check("every call under way was answered" in srv.log(), "drain: %s" % srv.log()[-800:])
+        print("drain: %d calls under way at SIGTERM all answered, a later call got %s, exit 0" %
+              (len(calls), late))
     print("server load: ok")
     return 0
 
