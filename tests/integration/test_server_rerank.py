@@ -167,7 +167,7 @@ def main():
 
         run(f, "rerank", "train", "--data", p("rl.svm"), "--holdout", "0.2", "--out",
             p("rr.safetensors"), "--layers", "1", "--d-model", "32", "--heads", "4", "--ff", "64",
-            "--max-items", str(TOP), "--seed", "42")
+            "--max-items", str(TOP), "--seed", "42", "--epochs", "15")
         ev = json.loads(run(f, "rerank", "eval", "--model", p("rr.safetensors"), "--data",
                             p("test.svm"), "--json").strip().splitlines()[-1])
         print("test split NDCG@10: rank stage %.4f, reranker %.4f (%d lists)" %
