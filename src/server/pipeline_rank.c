@@ -250,19 +250,11 @@ static fn_status ann_channels(request *r, fn_recall_channel *ch, size_t extra, f
     }
     fn_store_records_release(recs, nr);
     if (!nv) return FN_OK; /* the items have no vectors: the channel has nothing to say */
-    /* the user's vector (the rerank stage's too): the normalised mean of the recent ones */
+    /* the user's vector, made once for this channel's search and the rerank stage's rows */
     float *uv = alloc(r, dim * sizeof *uv, &st, err);
-    if (st != FN_OK) return st;
-    double sq = 0;
-    for (size_t d = 0; d < dim; d++) {
-        double s = 0;
-        for (size_t i = 0; i < nv; i++) s += vecs[i * dim + d];
-        uv[d] = (float)s;
-        sq += s * s;
-    }
-    for (size_t d = 0; sq > 0 && d < dim; d++) uv[d] = (float)(uv[d] / sqrt(sq));
-    r->uvec = sq > 0 ? uv : NULL;
-    st = fn_recall_user_ann(p->ann, nv, vecs, k, &p->ann_params, ids, sc, err);
+    if (st == FN_OK) st = fn_recall_user_vector(nv, dim, vecs, uv, err);
+    if (st == FN_OK) st = fn_ann_search(p->ann, 1, uv, k, &p->ann_params, ids, sc, err);
+    if (st == FN_OK) r->uvec = uv;
     if (st == FN_OK) st = ann_list(r, ids, sc, k, p->quota[PL_CH_USER], &ch[PL_CH_USER], err);
     return st;
 }
