@@ -18,8 +18,7 @@
 
 #include "common/file.h"
 #include "common/log.h"
-#include "features/example.h"
-#include "features/tfrecord.h"
+#include "features/interactions.h"
 #include "pipeline_impl.h"
 
 #define CONFIG_MAX_BYTES (1 << 20)
@@ -159,72 +158,54 @@ static int cmp_raw(const void *a, const void *b)
     return c ? c : cmp_event(&x->e, &y->e);
 }
 
-/* The id under key (fn_features_id), copied into the arena a. */
-static fn_status feature_id(const Tensorflow__Features *f, const char *key, fn_arena *a,
-                            const char **out, fn_error *err)
+/* A copy of s in the arena a. */
+static const char *arena_copy(fn_arena *a, const char *s)
 {
-    char id[FN_STORE_ID_MAX + 1];
-    fn_status st = fn_features_id(f, key, id, sizeof id, err);
-    if (st != FN_OK) return st;
-    const size_t n = strlen(id) + 1;
+    const size_t n = strlen(s) + 1;
     char *copy = fn_arena_alloc(a, n);
-    if (!copy) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
-    memcpy(copy, id, n);
-    *out = copy;
+    if (copy) memcpy(copy, s, n);
+    return copy;
+}
+
+/* The events read so far, their ids in the pipeline's arena. */
+typedef struct event_log {
+    fn_pipeline *p;
+    raw_event *v;
+    size_t n, cap;
+    int64_t t_max;
+} event_log;
+
+static fn_status take_event(void *ctx, const fn_interaction *x, fn_error *err)
+{
+    event_log *l = ctx;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 4096;
+        raw_event *v = realloc(l->v, cap * sizeof *v);
+        if (!v) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+        l->v = v, l->cap = cap;
+    }
+    const char *user = arena_copy(l->p->strings, x->user);
+    const char *item = arena_copy(l->p->strings, x->item);
+    if (!user || !item) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+    l->v[l->n++] = (raw_event){user, {item, x->t, x->label >= 1}};
+    if (x->t > l->t_max) l->t_max = x->t;
     return FN_OK;
 }
 
 /*
  * Reads the interaction log: each user's events in time order (users sorted by id) and the
- * popularity table (every interaction weighs 1, decayed to the log's last time).
+ * popularity table (every interaction weighs 1, decayed to the log's last time). A record
+ * without a label counts as liked.
  */
 static fn_status load_histories(fn_pipeline *p, const char *path, const char *const keys[4],
                                 double half_life_s, fn_error *err)
 {
-    fn_tfrecord_reader *r = NULL;
-    fn_arena *tmp = fn_arena_new(1 << 16);
-    raw_event *raw = NULL;
-    size_t n = 0, cap = 0;
-    int64_t t_max = 0;
-    fn_status st = tmp ? fn_tfrecord_reader_open(path, NULL, &r, err)
-                       : fn_error_set(err, FN_ERR_NOMEM, "out of memory");
-    while (st == FN_OK) {
-        const uint8_t *data;
-        size_t len;
-        if ((st = fn_tfrecord_read(r, &data, &len, err)) == FN_END) {
-            st = FN_OK;
-            break;
-        }
-        if (st != FN_OK) break;
-        fn_arena_reset(tmp);
-        Tensorflow__Example *ex;
-        double t = 0, label = 0;
-        const char *user = NULL, *item = NULL;
-        st = fn_example_decode_arena(data, len, tmp, &ex, err);
-        const Tensorflow__Features *f = st == FN_OK ? fn_example_features(ex) : NULL;
-        if (st == FN_OK) st = feature_id(f, keys[0], p->strings, &user, err);
-        if (st == FN_OK) st = feature_id(f, keys[1], p->strings, &item, err);
-        if (st == FN_OK) st = fn_features_first_number(f, keys[2], &t, err);
-        if (st == FN_OK && fn_features_first_number(f, keys[3], &label, NULL) != FN_OK) label = 1;
-        if (st == FN_OK && !(fabs(t) < 9e18))
-            st = fn_error_set(err, FN_ERR_INVALID, "time %g out of range", t);
-        if (st == FN_OK && n == cap) {
-            cap = cap ? 2 * cap : 4096;
-            raw_event *v = realloc(raw, cap * sizeof *v);
-            if (!v)
-                st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
-            else
-                raw = v;
-        }
-        if (st != FN_OK) {
-            fn_error_prefix(err, "%s: record %zu", path, n + 1);
-            break;
-        }
-        raw[n++] = (raw_event){user, {item, (int64_t)t, label >= 1}};
-        if ((int64_t)t > t_max) t_max = (int64_t)t;
-    }
-    fn_tfrecord_reader_close(r);
-    fn_arena_free(tmp);
+    const fn_interaction_keys k = {keys[0], keys[1], keys[2], keys[3], 1};
+    event_log l = {.p = p};
+    fn_status st = fn_interactions_read(path, &k, take_event, &l, NULL, err);
+    raw_event *raw = l.v;
+    const size_t n = l.n;
+    const int64_t t_max = l.t_max;
     if (st == FN_OK) st = fn_popularity_new(half_life_s, t_max, &p->pop, err);
     for (size_t i = 0; st == FN_OK && i < n; i++)
         st = fn_popularity_add(p->pop, raw[i].e.item, raw[i].e.t, 1.0, err);

@@ -12,11 +12,9 @@
 #include <string.h>
 
 #include "cli.h"
-#include "common/arena.h"
 #include "common/buf.h"
 #include "common/progress.h"
-#include "features/example.h"
-#include "features/tfrecord.h"
+#include "features/interactions.h"
 #include "recall/recall.h"
 
 static const char usage_text[] =
@@ -102,64 +100,41 @@ typedef struct options {
     int has_min_label, has_top, has_window, has_k, json;
 } options;
 
+/* The builder and the counts of a build, for the reader's callback. */
+typedef struct build_ctx {
+    const options *o;
+    fn_cooc_builder *b;
+    fn_progress *bar;
+    uint64_t records, kept;
+} build_ctx;
+
+/* One interaction: kept when its label reaches --min-label (or there is no --label-key). */
+static fn_status take_interaction(void *ctx, const fn_interaction *x, fn_error *err)
+{
+    build_ctx *c = ctx;
+    if ((++c->records & 4095) == 0) fn_progress_update(c->bar, c->records, NULL);
+    if (c->o->label_key && !(x->label >= c->o->min_label)) return FN_OK;
+    c->kept++;
+    return fn_cooc_builder_add(c->b, x->user, x->item, x->t, err);
+}
+
 static int cmd_build(const options *o)
 {
     fn_error err = {0};
-    fn_tfrecord_reader *r = NULL;
     fn_cooc_builder *b = NULL;
     fn_cooc *c = NULL;
-    fn_arena *arena = fn_arena_new(1 << 16);
     int rc = FN_EXIT_FAIL;
     uint64_t records = 0, kept = 0, pairs = 0;
     fn_cooc_options co = {.top_k = o->has_top ? (uint32_t)o->top : FN_COOC_DEFAULT_TOP_K,
                           .window = (uint32_t)o->window};
-    if (!arena) {
-        fn_error_set(&err, FN_ERR_NOMEM, "out of memory");
-        goto done;
-    }
     if (fn_cooc_builder_new(&co, &b, &err) != FN_OK) goto done;
-    if (fn_tfrecord_reader_open(o->interactions, NULL, &r, &err) != FN_OK) goto done;
-    fn_progress *bar = fn_progress_new("records", 0);
-    for (;;) {
-        const uint8_t *data;
-        size_t len;
-        fn_status st = fn_tfrecord_read(r, &data, &len, &err);
-        if (st == FN_END) break;
-        if (st != FN_OK) {
-            fn_progress_finish(bar);
-            goto done;
-        }
-        fn_arena_reset(arena);
-        Tensorflow__Example *ex = NULL;
-        char user[FN_CLI_ID_MAX + 1], item[FN_CLI_ID_MAX + 1];
-        double t = 0, label = 0;
-        int keep = 1;
-        st = fn_example_decode_arena(data, len, arena, &ex, &err);
-        const Tensorflow__Features *f = st == FN_OK ? fn_example_features(ex) : NULL;
-        if (st == FN_OK && o->label_key) {
-            st = fn_cli_feature_number(f, o->label_key, &label, &err);
-            keep = st == FN_OK && label >= o->min_label;
-        }
-        if (st == FN_OK && keep) st = fn_cli_feature_id(f, o->user_key, user, &err);
-        if (st == FN_OK && keep) st = fn_cli_feature_id(f, o->item_key, item, &err);
-        if (st == FN_OK && keep) st = fn_cli_feature_number(f, o->time_key, &t, &err);
-        if (st == FN_OK && keep && !(fabs(t) < 9.2e18))
-            st = fn_error_set(&err, FN_ERR_INVALID, "feature '%s': time %g out of range",
-                              o->time_key, t);
-        if (st == FN_OK && keep) st = fn_cooc_builder_add(b, user, item, (int64_t)t, &err);
-        if (st != FN_OK) {
-            fn_progress_finish(bar);
-            fn_error_prefix(&err, "%s: record %llu at byte offset %llu", o->interactions,
-                            (unsigned long long)records,
-                            (unsigned long long)fn_tfrecord_reader_record_offset(r));
-            goto done;
-        }
-        records++;
-        kept += (uint64_t)keep;
-        if ((records & 4095) == 0) fn_progress_update(bar, records, NULL);
-    }
-    fn_progress_update(bar, records, NULL);
-    fn_progress_finish(bar);
+    const fn_interaction_keys keys = {o->user_key, o->item_key, o->time_key, o->label_key, 0};
+    build_ctx bc = {o, b, fn_progress_new("records", 0), 0, 0};
+    fn_status st = fn_interactions_read(o->interactions, &keys, take_interaction, &bc, NULL, &err);
+    records = bc.records, kept = bc.kept;
+    fn_progress_update(bc.bar, records, NULL);
+    fn_progress_finish(bc.bar);
+    if (st != FN_OK) goto done;
     if (fn_cooc_build(b, &c, &pairs, &err) != FN_OK) goto done;
     if (fn_cooc_save(c, o->out, &err) != FN_OK) goto done;
     fn_buf out = FN_BUF_INIT;
@@ -184,15 +159,13 @@ static int cmd_build(const options *o)
         if (fn_cooc_window(c)) fn_buf_printf(&out, ", window %u", fn_cooc_window(c));
         fn_buf_printf(&out, ")\nwrote %s\n", o->out);
     }
-    fn_status st = fn_cli_write_stdout(&out, &err);
+    st = fn_cli_write_stdout(&out, &err);
     fn_buf_free(&out);
     if (st == FN_OK) rc = FN_EXIT_OK;
 done:
     if (rc != FN_EXIT_OK) fn_cli_fail("cooc", &err);
-    fn_tfrecord_reader_close(r);
     fn_cooc_builder_free(b);
     fn_cooc_free(c);
-    fn_arena_free(arena);
     return rc;
 }
 

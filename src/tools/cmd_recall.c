@@ -24,6 +24,7 @@
 #include "common/arena.h"
 #include "common/buf.h"
 #include "features/example.h"
+#include "features/interactions.h"
 #include "features/tfrecord.h"
 #include "recall/recall.h"
 
@@ -151,62 +152,33 @@ static void raw_free(raw_set *s)
     memset(s, 0, sizeof *s);
 }
 
-/* Reads every rating of path into s. */
-static fn_status read_ratings(const options *o, const char *path, fn_arena *arena, raw_set *s,
-                              fn_error *err)
+static fn_status take_rating(void *ctx, const fn_interaction *x, fn_error *err)
 {
-    fn_tfrecord_reader *r = NULL;
-    fn_status st = fn_tfrecord_reader_open(path, NULL, &r, err);
-    if (st != FN_OK) return st;
-    for (;;) {
-        const uint8_t *data;
-        size_t len;
-        if ((st = fn_tfrecord_read(r, &data, &len, err)) == FN_END) {
-            st = FN_OK;
-            break;
-        }
-        if (st != FN_OK) break;
-        fn_arena_reset(arena);
-        Tensorflow__Example *ex = NULL;
-        char user[FN_CLI_ID_MAX + 1], item[FN_CLI_ID_MAX + 1];
-        double t = 0, label = 0;
-        st = fn_example_decode_arena(data, len, arena, &ex, err);
-        const Tensorflow__Features *f = st == FN_OK ? fn_example_features(ex) : NULL;
-        if (st == FN_OK) st = fn_cli_feature_id(f, o->user_key, user, err);
-        if (st == FN_OK) st = fn_cli_feature_id(f, o->item_key, item, err);
-        if (st == FN_OK) st = fn_cli_feature_number(f, o->time_key, &t, err);
-        if (st == FN_OK) st = fn_cli_feature_number(f, o->label_key, &label, err);
-        if (st == FN_OK && !(fabs(t) < 9.2e18))
-            st = fn_error_set(err, FN_ERR_INVALID, "feature '%s': time %g out of range",
-                              o->time_key, t);
-        if (st == FN_OK && s->n == s->cap) {
-            size_t cap = s->cap ? 2 * s->cap : 4096;
-            raw_rating *v = realloc(s->v, cap * sizeof *v);
-            if (!v)
-                st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
-            else
-                s->v = v, s->cap = cap;
-        }
-        if (st == FN_OK) {
-            raw_rating *x = &s->v[s->n];
-            x->user = strdup(user);
-            x->item = strdup(item);
-            x->t = (int64_t)t;
-            x->label = label >= 1;
-            if (!x->user || !x->item) {
-                free(x->user), free(x->item);
-                st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
-            } else {
-                s->n++;
-            }
-        }
-        if (st != FN_OK) {
-            fn_error_prefix(err, "%s: record %zu", path, s->n);
-            break;
-        }
+    raw_set *s = ctx;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 4096;
+        raw_rating *v = realloc(s->v, cap * sizeof *v);
+        if (!v) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+        s->v = v, s->cap = cap;
     }
-    fn_tfrecord_reader_close(r);
-    return st;
+    raw_rating *r = &s->v[s->n];
+    r->user = strdup(x->user);
+    r->item = strdup(x->item);
+    r->t = x->t;
+    r->label = x->label >= 1;
+    if (!r->user || !r->item) {
+        free(r->user), free(r->item);
+        return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+    }
+    s->n++;
+    return FN_OK;
+}
+
+/* Reads every rating of path into s. */
+static fn_status read_ratings(const options *o, const char *path, raw_set *s, fn_error *err)
+{
+    const fn_interaction_keys k = {o->user_key, o->item_key, o->time_key, o->label_key, 0};
+    return fn_interactions_read(path, &k, take_rating, s, NULL, err);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -360,8 +332,8 @@ static int cmd_eval(const options *o)
         fn_error_set(&err, FN_ERR_NOMEM, "out of memory");
         goto done;
     }
-    if (read_ratings(o, o->train, arena, &tr, &err) != FN_OK) goto done;
-    if (read_ratings(o, o->test, arena, &te, &err) != FN_OK) goto done;
+    if (read_ratings(o, o->train, &tr, &err) != FN_OK) goto done;
+    if (read_ratings(o, o->test, &te, &err) != FN_OK) goto done;
     if (!tr.n) {
         fn_error_set(&err, FN_ERR_INVALID, "%s holds no ratings", o->train);
         goto done;

@@ -22,7 +22,7 @@
 #include "common/buf.h"
 #include "common/file.h"
 #include "common/progress.h"
-#include "features/tfrecord.h"
+#include "features/interactions.h"
 #include "rerank/rerank.h"
 #include "server/pipeline.h"
 
@@ -163,60 +163,42 @@ static char *copy_id(fn_arena *a, const char *s)
     return c;
 }
 
+typedef struct label_log {
+    fn_arena *ids;
+    label *v;
+    size_t n, cap;
+} label_log;
+
+static fn_status take_label(void *ctx, const fn_interaction *x, fn_error *err)
+{
+    label_log *l = ctx;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 4096;
+        label *m = realloc(l->v, cap * sizeof *m);
+        if (!m) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+        l->v = m, l->cap = cap;
+    }
+    char *u = copy_id(l->ids, x->user), *i = copy_id(l->ids, x->item);
+    if (!u || !i) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+    l->v[l->n++] = (label){u, i, x->label >= 1 ? 2.0f : 1.0f};
+    return FN_OK;
+}
+
 /* The labels log, sorted; ids live in arena. */
 static fn_status read_labels(const args *a, fn_arena *arena, label **out, size_t *n_out,
                              fn_error *err)
 {
-    fn_tfrecord_reader *r = NULL;
-    fn_arena *tmp = fn_arena_new(1 << 16);
-    label *v = NULL;
-    size_t n = 0, cap = 0;
-    fn_status st = tmp ? fn_tfrecord_reader_open(a->labels, NULL, &r, err)
-                       : fn_error_set(err, FN_ERR_NOMEM, "out of memory");
-    while (st == FN_OK) {
-        const uint8_t *data;
-        size_t len;
-        if ((st = fn_tfrecord_read(r, &data, &len, err)) == FN_END) {
-            st = FN_OK;
-            break;
-        }
-        if (st != FN_OK) break;
-        fn_arena_reset(tmp);
-        Tensorflow__Example *ex = NULL;
-        char user[FN_CLI_ID_MAX + 1], item[FN_CLI_ID_MAX + 1];
-        double lab = 1;
-        st = fn_example_decode_arena(data, len, tmp, &ex, err);
-        const Tensorflow__Features *f = st == FN_OK ? fn_example_features(ex) : NULL;
-        if (st == FN_OK) st = fn_cli_feature_id(f, a->user_key, user, err);
-        if (st == FN_OK) st = fn_cli_feature_id(f, a->item_key, item, err);
-        if (st == FN_OK && fn_features_get(f, a->label_key))
-            st = fn_cli_feature_number(f, a->label_key, &lab, err);
-        if (st == FN_OK && n == cap) {
-            cap = cap ? 2 * cap : 4096;
-            label *m = realloc(v, cap * sizeof *m);
-            if (!m)
-                st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
-            else
-                v = m;
-        }
-        char *u = NULL, *i = NULL;
-        if (st == FN_OK && (!(u = copy_id(arena, user)) || !(i = copy_id(arena, item))))
-            st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
-        if (st != FN_OK) {
-            fn_error_prefix(err, "%s: record %zu", a->labels, n + 1);
-            break;
-        }
-        v[n++] = (label){u, i, lab >= 1 ? 2.0f : 1.0f};
-    }
-    fn_tfrecord_reader_close(r);
-    fn_arena_free(tmp);
-    if (st == FN_OK && !n) st = fn_error_set(err, FN_ERR_INVALID, "%s: no interactions", a->labels);
+    const fn_interaction_keys k = {a->user_key, a->item_key, NULL, a->label_key, 1};
+    label_log l = {.ids = arena};
+    fn_status st = fn_interactions_read(a->labels, &k, take_label, &l, NULL, err);
+    if (st == FN_OK && !l.n)
+        st = fn_error_set(err, FN_ERR_INVALID, "%s: no interactions", a->labels);
     if (st != FN_OK) {
-        free(v);
+        free(l.v);
         return st;
     }
-    qsort(v, n, sizeof *v, cmp_label);
-    *out = v, *n_out = n;
+    qsort(l.v, l.n, sizeof *l.v, cmp_label);
+    *out = l.v, *n_out = l.n;
     return FN_OK;
 }
 

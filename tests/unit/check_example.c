@@ -1,9 +1,13 @@
 /* check_example.c - tf.Example building, lookup and wire decoding. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "features/example.h"
+#include "features/interactions.h"
+#include "features/tfrecord.h"
+#include "test_util.h"
 
 START_TEST(build_lookup_and_kinds)
 {
@@ -59,12 +63,95 @@ START_TEST(wire_round_trip_and_garbage)
 }
 END_TEST
 
+/* Appends one interaction record; label < 0: none. */
+static void put_interaction(fn_tfrecord_writer *w, const char *user, int64_t item, int64_t t,
+                            double label)
+{
+    Tensorflow__Example *ex = fn_example_new();
+    Tensorflow__Features *f = fn_example_mutable_features(ex);
+    fn_error err = {0};
+    ck_assert_int_eq(fn_features_set_string(f, "user_id", user, &err), FN_OK);
+    ck_assert_int_eq(fn_features_set_int64s(f, "item_id", &item, 1, &err), FN_OK);
+    ck_assert_int_eq(fn_features_set_int64s(f, "timestamp", &t, 1, &err), FN_OK);
+    float l = (float)label;
+    if (label >= 0) ck_assert_int_eq(fn_features_set_floats(f, "label", &l, 1, &err), FN_OK);
+    fn_buf wire = FN_BUF_INIT;
+    ck_assert_int_eq(fn_proto_pack(&ex->base, &wire, &err), FN_OK);
+    ck_assert_int_eq(fn_tfrecord_write(w, wire.data, wire.len, &err), FN_OK);
+    fn_buf_free(&wire);
+    fn_example_free(ex);
+}
+
+typedef struct seen {
+    char text[256];
+    int stop_at; /* the callback fails at this record (1-based); 0: never */
+    int n;
+} seen;
+
+static fn_status note(void *ctx, const fn_interaction *x, fn_error *err)
+{
+    seen *s = ctx;
+    size_t len = strlen(s->text);
+    snprintf(s->text + len, sizeof s->text - len, "%s/%s/%lld/%g ", x->user, x->item,
+             (long long)x->t, x->label);
+    if (++s->n == s->stop_at) return fn_error_set(err, FN_ERR_INVALID, "stopped here");
+    return FN_OK;
+}
+
+START_TEST(interaction_log)
+{
+    char *dir = fn_test_tmpdir(), *path = fn_test_path(dir, "log.tfrecord");
+    fn_error err = {0};
+    fn_tfrecord_writer *w;
+    ck_assert_int_eq(fn_tfrecord_writer_open(path, FN_TFRECORD_PLAIN, &w, &err), FN_OK);
+    put_interaction(w, "u1", 7, 100, 1);
+    put_interaction(w, "u2", 8, 200, -1);
+    put_interaction(w, "u1", 9, 300, 0);
+    ck_assert_int_eq(fn_tfrecord_writer_close(w, &err), FN_OK);
+    /* ids as text (int64 as decimal), an absent optional label counts 1 */
+    fn_interaction_keys k = {"user_id", "item_id", "timestamp", "label", 1};
+    seen s = {0};
+    uint64_t n = 0;
+    ck_assert_int_eq(fn_interactions_read(path, &k, note, &s, &n, &err), FN_OK);
+    ck_assert_str_eq(s.text, "u1/7/100/1 u2/8/200/1 u1/9/300/0 ");
+    ck_assert_uint_eq(n, 3);
+    /* keys not read: time 0, label 1 */
+    fn_interaction_keys bare = {"user_id", "item_id", NULL, NULL, 0};
+    memset(&s, 0, sizeof s);
+    ck_assert_int_eq(fn_interactions_read(path, &bare, note, &s, NULL, &err), FN_OK);
+    ck_assert_str_eq(s.text, "u1/7/0/1 u2/8/0/1 u1/9/0/1 ");
+    /* a required label that is missing names the record */
+    k.label_optional = 0;
+    memset(&s, 0, sizeof s);
+    ck_assert_int_eq(fn_interactions_read(path, &k, note, &s, &n, &err), FN_ERR_INVALID);
+    ck_assert_msg(strstr(err.msg, "log.tfrecord: record 2 at byte offset") &&
+                      strstr(err.msg, "feature 'label' is missing"),
+                  "%s", err.msg);
+    /* the callback's error stops the read, with the same prefix */
+    k.label_optional = 1;
+    memset(&s, 0, sizeof s);
+    s.stop_at = 3;
+    ck_assert_int_eq(fn_interactions_read(path, &k, note, &s, &n, &err), FN_ERR_INVALID);
+    ck_assert_msg(strstr(err.msg, "record 3 at byte offset") && strstr(err.msg, "stopped here"),
+                  "%s", err.msg);
+    /* a missing id key and a missing file */
+    fn_interaction_keys wrong = {"nobody", "item_id", NULL, NULL, 0};
+    ck_assert_int_eq(fn_interactions_read(path, &wrong, note, &s, NULL, &err), FN_ERR_INVALID);
+    ck_assert_msg(strstr(err.msg, "record 1") && strstr(err.msg, "nobody"), "%s", err.msg);
+    char *none = fn_test_path(dir, "none.tfrecord");
+    ck_assert_int_ne(fn_interactions_read(none, &k, note, &s, NULL, &err), FN_OK);
+    ck_assert_msg(strstr(err.msg, "none.tfrecord"), "%s", err.msg);
+    free(none), free(path), free(dir);
+}
+END_TEST
+
 Suite *example_suite(void)
 {
     Suite *s = suite_create("example");
     TCase *t = tcase_create("example");
     tcase_add_test(t, build_lookup_and_kinds);
     tcase_add_test(t, wire_round_trip_and_garbage);
+    tcase_add_test(t, interaction_log);
     suite_add_tcase(s, t);
     return s;
 }
