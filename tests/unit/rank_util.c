@@ -12,19 +12,6 @@
 #include "rank_util.h"
 #include "test_util.h"
 
-uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-float rng_unit(uint64_t *s)
-{
-    return (float)(rng_next(s) >> 40) / 16777216.0f;
-}
-
 /* An in-memory dataset with room for rows and triples; fn_dataset_free releases it. */
 fn_dataset *ds_new(size_t rows, size_t triples)
 {
@@ -62,8 +49,8 @@ fn_dataset *xor_data(size_t n, uint64_t seed)
         uint32_t a = (uint32_t)(i & 1), b = (uint32_t)((i >> 1) & 1);
         fn_feature_triple t[4] = {{0, a, 1.0f},
                                   {1, 2 + b, 1.0f},
-                                  {2, 4 + (uint32_t)(rng_next(&seed) % 10), 1.0f},
-                                  {3, 14 + (uint32_t)(rng_next(&seed) % 10), 1.0f}};
+                                  {2, 4 + (uint32_t)(fn_rng_next(&seed) % 10), 1.0f},
+                                  {3, 14 + (uint32_t)(fn_rng_next(&seed) % 10), 1.0f}};
         ds_add(d, (float)(a ^ b), t, 4);
     }
     return d;
@@ -75,12 +62,12 @@ fn_dataset *random_data(size_t rows, uint32_t m, uint32_t n, uint64_t seed)
     fn_dataset *d = ds_new(rows, rows * 8);
     for (size_t i = 0; i < rows; i++) {
         fn_feature_triple t[8];
-        size_t c = 1 + rng_next(&seed) % 8;
+        size_t c = 1 + fn_rng_next(&seed) % 8;
         for (size_t j = 0; j < c; j++)
-            t[j] =
-                (fn_feature_triple){(uint32_t)(rng_next(&seed) % m),
-                                    (uint32_t)(rng_next(&seed) % n), 3.0f * rng_unit(&seed) - 1.0f};
-        ds_add(d, (float)(rng_next(&seed) & 1), t, c);
+            t[j] = (fn_feature_triple){(uint32_t)(fn_rng_next(&seed) % m),
+                                       (uint32_t)(fn_rng_next(&seed) % n),
+                                       3.0f * fn_rng_uniform(&seed) - 1.0f};
+        ds_add(d, (float)(fn_rng_next(&seed) & 1), t, c);
     }
     /* The whole index space, so that requests may use any of it. */
     d->n_fields = m;
@@ -194,19 +181,21 @@ float *read_tensor(const char *path, const char *name, size_t *n)
 
 void request_random(request *r, size_t n_cand, uint32_t m, uint32_t n, uint64_t *s)
 {
-    r->n_shared = rng_next(s) % 13;
+    r->n_shared = fn_rng_next(s) % 13;
     for (size_t i = 0; i < r->n_shared; i++)
-        r->shared[i] = (fn_feature_triple){(uint32_t)(rng_next(s) % m), (uint32_t)(rng_next(s) % n),
-                                           3.0f * rng_unit(s) - 1};
+        r->shared[i] =
+            (fn_feature_triple){(uint32_t)(fn_rng_next(s) % m), (uint32_t)(fn_rng_next(s) % n),
+                                3.0f * fn_rng_uniform(s) - 1};
     r->n_cand = n_cand;
     r->cand = malloc(n_cand * 6 * sizeof *r->cand + 1);
     r->offs = malloc((n_cand + 1) * sizeof *r->offs);
     r->offs[0] = 0;
     for (size_t c = 0; c < n_cand; c++) {
-        size_t k = rng_next(s) % 7; /* 0..6 own triples; fields overlap the shared ones */
+        size_t k = fn_rng_next(s) % 7; /* 0..6 own triples; fields overlap the shared ones */
         for (size_t i = 0; i < k; i++)
-            r->cand[r->offs[c] + i] = (fn_feature_triple){
-                (uint32_t)(rng_next(s) % m), (uint32_t)(rng_next(s) % n), 3.0f * rng_unit(s) - 1};
+            r->cand[r->offs[c] + i] =
+                (fn_feature_triple){(uint32_t)(fn_rng_next(s) % m), (uint32_t)(fn_rng_next(s) % n),
+                                    3.0f * fn_rng_uniform(s) - 1};
         r->offs[c + 1] = r->offs[c] + k;
     }
 }

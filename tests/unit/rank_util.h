@@ -9,11 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/rng.h" /* the suites draw their data with the project's own generator */
 #include "rank/rank.h"
-
-/* splitmix64 (as src/rank's), and a float in [0, 1) from it. */
-uint64_t rng_next(uint64_t *s);
-float rng_unit(uint64_t *s);
 
 /* An in-memory dataset with room for rows and triples; fn_dataset_free releases it. */
 fn_dataset *ds_new(size_t rows, size_t triples);
