@@ -45,10 +45,11 @@ class Funneld:
     """funneld on free ports (HTTP and gRPC), its log in a file; stop() checks exit 0."""
 
     def __init__(self, funneld, config, log_path, *extra):
+        """config None: no pipeline (the health endpoints and the transports only)."""
         self.log_path = log_path
-        self.proc = subprocess.Popen([funneld, "--config", config, "--http-port", "0",
-                                      "--grpc-port", "0", *extra], stdout=subprocess.PIPE,
-                                     stderr=open(log_path, "w"))
+        self.proc = subprocess.Popen([funneld, *(["--config", config] if config else []),
+                                      "--http-port", "0", "--grpc-port", "0", *extra],
+                                     stdout=subprocess.PIPE, stderr=open(log_path, "w"))
         ports = self._wait_ports(120)
         if ports is None:
             self.proc.kill()

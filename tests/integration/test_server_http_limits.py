@@ -15,12 +15,13 @@ state open.
 """
 import argparse
 import os
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+from funneld_util import Funneld
 
 FAILURES = []
 
@@ -32,42 +33,15 @@ def check(cond, what):
     return cond
 
 
-class Server:
-    """funneld on free ports, its HTTP port read from stdout; stop() checks exit 0."""
+class Server(Funneld):
+    """funneld without a pipeline on free ports; stop() checks exit 0."""
 
     def __init__(self, funneld, tmp, name, *extra):
-        self.err = os.path.join(tmp, name + ".err")
-        with open(self.err, "w") as e:
-            self.proc = subprocess.Popen([funneld, "--http-port", "0", "--grpc-port", "0"] +
-                                         list(extra), stdout=subprocess.PIPE, stderr=e)
-        self.port = None
-        end = time.time() + 60
-        while time.time() < end and self.port is None:
-            line = self.proc.stdout.readline().decode(errors="replace")
-            if not line:
-                break
-            if line.startswith("funneld listening on http://"):
-                self.port = int(line.rsplit(":", 1)[1])
-        if self.port is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-            sys.exit("FAIL: funneld %s did not start: %s" % (name, self.log()[-2000:]))
-
-    def log(self):
-        with open(self.err, errors="replace") as f:
-            return f.read()
+        super().__init__(funneld, None, os.path.join(tmp, name + ".err"), *extra)
+        self.port = self.http_port
 
     def connect(self):
         return socket.create_connection(("127.0.0.1", self.port), timeout=10)
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = "killed"
-        check(rc == 0, "funneld exit status %r: %s" % (rc, self.log()[-1500:]))
 
 
 def read_to_eof(s, limit=15):
