@@ -151,6 +151,19 @@ static void render_histogram(fn_buf *out, const char *name, const char *labels, 
                   (unsigned long long)cumulative);
 }
 
+/* One histogram family: its HELP and TYPE lines, then a histogram per label value. */
+static void render_family(fn_buf *out, const char *name, const char *help, const char *label,
+                          const char *const *values, histogram *h, size_t n, const double *bounds,
+                          size_t n_bounds, double sum_scale)
+{
+    fn_buf_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (size_t k = 0; k < n; k++) {
+        char labels[96];
+        snprintf(labels, sizeof labels, "%s=\"%s\",", label, values[k]);
+        render_histogram(out, name, labels, &h[k], bounds, n_bounds, sum_scale);
+    }
+}
+
 /* A label value as the exposition format quotes it: backslash, quote and newline escaped. */
 static void label_value(fn_buf *out, const char *v)
 {
@@ -167,7 +180,6 @@ static void label_value(fn_buf *out, const char *v)
 void fn_metrics_render(fn_server *s, fn_buf *out)
 {
     fn_metrics *m = s->metrics;
-    char labels[128];
     if (m) {
         fn_buf_puts(out, "# HELP funnel_requests_total RPCs answered, by transport and method.\n"
                          "# TYPE funnel_requests_total counter\n");
@@ -193,30 +205,16 @@ void fn_metrics_render(fn_server *s, fn_buf *out)
                               "funnel_request_errors_total{transport=\"grpc\",code=\"%s\"} %llu\n",
                               grpc_code_names[c], (unsigned long long)v);
         }
-        fn_buf_puts(out, "# HELP funnel_request_duration_seconds Time from a request's arrival "
-                         "to its answer, queueing included.\n"
-                         "# TYPE funnel_request_duration_seconds histogram\n");
-        for (int k = 0; k < FN_N_METHODS; k++) {
-            snprintf(labels, sizeof labels, "method=\"%s\",", method_names[k]);
-            render_histogram(out, "funnel_request_duration_seconds", labels, &m->duration[k],
-                             duration_bounds, N_DURATION, 1e-9);
-        }
-        fn_buf_puts(out, "# HELP funnel_stage_duration_seconds Time spent in each pipeline "
-                         "stage of Rank calls.\n"
-                         "# TYPE funnel_stage_duration_seconds histogram\n");
-        for (size_t k = 0; k < N_STAGES; k++) {
-            snprintf(labels, sizeof labels, "stage=\"%s\",", stage_names[k]);
-            render_histogram(out, "funnel_stage_duration_seconds", labels, &m->stage_duration[k],
-                             duration_bounds, N_DURATION, 1e-9);
-        }
-        fn_buf_puts(out, "# HELP funnel_stage_candidates Candidates each pipeline stage of Rank "
-                         "calls produced.\n"
-                         "# TYPE funnel_stage_candidates histogram\n");
-        for (size_t k = 0; k < N_STAGES; k++) {
-            snprintf(labels, sizeof labels, "stage=\"%s\",", stage_names[k]);
-            render_histogram(out, "funnel_stage_candidates", labels, &m->stage_candidates[k],
-                             candidate_bounds, N_CANDIDATE, 1.0);
-        }
+        render_family(out, "funnel_request_duration_seconds",
+                      "Time from a request's arrival to its answer, queueing included.", "method",
+                      method_names, m->duration, FN_N_METHODS, duration_bounds, N_DURATION, 1e-9);
+        render_family(out, "funnel_stage_duration_seconds",
+                      "Time spent in each pipeline stage of Rank calls.", "stage", stage_names,
+                      m->stage_duration, N_STAGES, duration_bounds, N_DURATION, 1e-9);
+        render_family(out, "funnel_stage_candidates",
+                      "Candidates each pipeline stage of Rank calls produced.", "stage",
+                      stage_names, m->stage_candidates, N_STAGES, candidate_bounds, N_CANDIDATE,
+                      1.0);
     }
     fn_buf_printf(out,
                   "# HELP funnel_queue_depth Calls waiting for a worker thread.\n"
