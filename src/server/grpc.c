@@ -28,11 +28,9 @@
  * framing and HTTP semantics itself; after a connection error it sends
  * GOAWAY and the connection closes once that is written.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
-#include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -798,25 +796,6 @@ static void on_accept_error(struct evconnlistener *listener, void *arg)
 
 /* ---- listener ------------------------------------------------------------- */
 
-static void bound_address(fn_server *s, evutil_socket_t fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    char host[INET6_ADDRSTRLEN] = "?";
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return;
-    if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-        s->grpc_port = ntohs(a->sin6_port);
-        snprintf(s->grpc_address, sizeof s->grpc_address, "[%s]:%u", host, s->grpc_port);
-    } else {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-        s->grpc_port = ntohs(a->sin_port);
-        snprintf(s->grpc_address, sizeof s->grpc_address, "%s:%u", host, s->grpc_port);
-    }
-}
-
 fn_status fn_grpc_start(fn_server *s, fn_error *err)
 {
     struct fn_grpc *g = calloc(1, sizeof *g);
@@ -860,7 +839,9 @@ fn_status fn_grpc_start(fn_server *s, fn_error *err)
                             s->cfg.grpc_port,
                             e ? evutil_socket_error_to_string(e) : "address not usable");
     evconnlistener_set_error_cb(g->listener, on_accept_error);
-    bound_address(s, evconnlistener_get_fd(g->listener));
+    fn_error ignored = {0}; /* the port stays 0 in the log: nothing to fail for */
+    fn_server_bound_address(evconnlistener_get_fd(g->listener), s->grpc_address,
+                            sizeof s->grpc_address, &s->grpc_port, &ignored);
     return FN_OK;
 }
 

@@ -10,9 +10,7 @@
  * The connections themselves (how many, how long a request may take to
  * arrive, how long one may idle) are http_conn.c's.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -366,28 +364,6 @@ static void on_request(struct evhttp_request *req, void *arg)
 }
 
 /* Reads back the bound address, so port 0 turns into the port the kernel picked. */
-static fn_status bound_address(fn_server *s, evutil_socket_t fd, fn_error *err)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
-        return fn_error_set(err, FN_ERR_IO, "reading the address of the HTTP listener: %s",
-                            strerror(errno));
-    char host[INET6_ADDRSTRLEN] = "?";
-    if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-        s->http_port = ntohs(a->sin6_port);
-        snprintf(s->http_address, sizeof s->http_address, "[%s]:%u", host, s->http_port);
-    } else {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-        s->http_port = ntohs(a->sin_port);
-        snprintf(s->http_address, sizeof s->http_address, "%s:%u", host, s->http_port);
-    }
-    return FN_OK;
-}
-
 fn_status fn_http_start(fn_server *s, fn_error *err)
 {
     s->http = evhttp_new(s->base);
@@ -411,7 +387,8 @@ fn_status fn_http_start(fn_server *s, fn_error *err)
                             e ? evutil_socket_error_to_string(e) : "address not usable");
     }
     s->http_sock = sock;
-    return bound_address(s, evhttp_bound_socket_get_fd(sock), err);
+    return fn_server_bound_address(evhttp_bound_socket_get_fd(sock), s->http_address,
+                                   sizeof s->http_address, &s->http_port, err);
 }
 
 void fn_http_stop_accepting(fn_server *s)

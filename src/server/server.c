@@ -9,9 +9,14 @@
  */
 #include "server_impl.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <event2/thread.h>
 
@@ -131,6 +136,28 @@ fn_status fn_server_open_store(fn_server *s, fn_error *err)
 fn_status fn_server_start_workers(fn_server *s, fn_error *err)
 {
     return fn_workers_start(s, err);
+}
+
+fn_status fn_server_bound_address(evutil_socket_t fd, char *address, size_t cap, uint16_t *port,
+                                  fn_error *err)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return fn_error_set(err, FN_ERR_IO, "reading a listener's address: %s", strerror(errno));
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+        *port = ntohs(a->sin6_port);
+        snprintf(address, cap, "[%s]:%u", host, *port);
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        *port = ntohs(a->sin_port);
+        snprintf(address, cap, "%s:%u", host, *port);
+    }
+    return FN_OK;
 }
 
 fn_status fn_server_start_http(fn_server *s, fn_error *err)

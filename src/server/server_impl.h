@@ -45,6 +45,10 @@ struct fn_server {
     struct fn_metrics *metrics;
 };
 
+/* "host:port" ("[v6]:port") of a listening socket into address, its port into *port. */
+fn_status fn_server_bound_address(evutil_socket_t fd, char *address, size_t cap, uint16_t *port,
+                                  fn_error *err);
+
 /* Starts the HTTP/1.1 listener (http.c). */
 fn_status fn_http_start(fn_server *s, fn_error *err);
 /* Closes the listener and every open connection. Safe when not started. */
