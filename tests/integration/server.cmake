@@ -9,13 +9,19 @@ set_tests_properties(integration.server_health PROPERTIES TIMEOUT 300)
 # run-demo embeds 1,682 item texts with the encoder (minutes under the sanitizers).
 set_tests_properties(integration.server_run_demo PROPERTIES TIMEOUT 1800)
 
+# A test of funneld's pipeline on MovieLens-100k (funnel, funneld, the data, the protos);
+# without the data it exits 77, a skip.
+function(funnel_pipeline_test name)
+  add_test(NAME integration.${name}
+           COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_${name}.py
+                   --funnel $<TARGET_FILE:funnel> --funneld $<TARGET_FILE:funneld>
+                   --data ${FUNNEL_DATA_DIR} --proto ${PROJECT_SOURCE_DIR}/proto)
+  set_tests_properties(integration.${name} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
+endfunction()
+
 # Rank over HTTP/1.1 end to end on MovieLens-100k (demo data, store, FFM, co-occurrence):
 # --check on good and broken configurations, JSON and protobuf requests, every bad input.
-add_test(NAME integration.server_rank
-         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_server_rank.py
-                 --funnel $<TARGET_FILE:funnel> --funneld $<TARGET_FILE:funneld>
-                 --data ${FUNNEL_DATA_DIR} --proto ${PROJECT_SOURCE_DIR}/proto)
-set_tests_properties(integration.server_rank PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
+funnel_pipeline_test(server_rank)
 
 # funneld's gRPC transport (h2c) against python3-grpcio with stubs generated at test time:
 # health checks, unknown methods, size and connection limits, deadlines, concurrency,
@@ -27,30 +33,18 @@ set_tests_properties(integration.server_grpc PROPERTIES TIMEOUT 300)
 
 # Hot reload (SIGHUP under load; a broken configuration keeps the running pipeline) and
 # deadlines (a short gRPC deadline skips the rank stage, named in degraded).
-add_test(NAME integration.server_reload
-         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_server_reload.py
-                 --funnel $<TARGET_FILE:funnel> --funneld $<TARGET_FILE:funneld>
-                 --data ${FUNNEL_DATA_DIR} --proto ${PROJECT_SOURCE_DIR}/proto)
-set_tests_properties(integration.server_reload PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
+funnel_pipeline_test(server_reload)
 
 # The worker pool and /metrics under load: 200 concurrent Rank calls over HTTP and over gRPC
 # with /healthz answering meanwhile, clients that go away, a full queue answering "server
 # busy" (--workers 1 --queue 1), the Prometheus text of /metrics, SIGTERM during load.
-add_test(NAME integration.server_load
-         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_server_load.py
-                 --funnel $<TARGET_FILE:funnel> --funneld $<TARGET_FILE:funneld>
-                 --data ${FUNNEL_DATA_DIR} --proto ${PROJECT_SOURCE_DIR}/proto)
-set_tests_properties(integration.server_load PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
+funnel_pipeline_test(server_load)
 
 # The listwise reranker in the pipeline: `funnel rerank lists` (rows and grades checked
 # against the log), a reranker that beats the rank stage's order on the later test split,
 # funneld's reranker scores equal to the lists' (serving parity), the page following them,
 # queries not reranked, a tight budget skipping rerank, broken rerank settings named.
-add_test(NAME integration.server_rerank
-         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_server_rerank.py
-                 --funnel $<TARGET_FILE:funnel> --funneld $<TARGET_FILE:funneld>
-                 --data ${FUNNEL_DATA_DIR})
-set_tests_properties(integration.server_rerank PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
+funnel_pipeline_test(server_rerank)
 
 # funneld's HTTP/1.1 connections with raw TCP clients (no data needed): a request not received
 # whole within --read-timeout-s gets 408 and the close while others are served, an idle

@@ -122,6 +122,7 @@ def main():
     ap.add_argument("--funnel", required=True)
     ap.add_argument("--funneld", required=True)
     ap.add_argument("--data", required=True)
+    ap.add_argument("--proto", help="not used: the pipeline tests share one command line")
     args = ap.parse_args()
     f = args.funnel
     ml = os.path.join(args.data, "ml-100k")
