@@ -57,7 +57,8 @@ static const char usage_text[] =
     "                       funneld would rerank for these users)\n"
     "  --json               {\"users\", \"lists\", \"items\", \"graded\", \"labels\",\n"
     "                       \"ndcg10\", \"features\", \"out\"}: graded items in the lists\n"
-    "                       written, labels of the users run, ndcg10 the rank stage's\n"
+    "                       written, labelled items (distinct) of the users run, ndcg10 the rank "
+    "stage's\n"
     "                       order's NDCG@10 over the lists written\n";
 
 typedef struct args {
@@ -198,7 +199,16 @@ static fn_status read_labels(const args *a, fn_arena *arena, label **out, size_t
         return st;
     }
     qsort(l.v, l.n, sizeof *l.v, cmp_label);
-    *out = l.v, *n_out = l.n;
+    /* an item a user met twice counts once, with its best grade */
+    size_t m = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        if (m && !cmp_label(&l.v[m - 1], &l.v[i])) {
+            if (l.v[i].grade > l.v[m - 1].grade) l.v[m - 1].grade = l.v[i].grade;
+        } else {
+            l.v[m++] = l.v[i];
+        }
+    }
+    *out = l.v, *n_out = m;
     return FN_OK;
 }
 
@@ -207,27 +217,16 @@ typedef struct totals {
     double ndcg10;
 } totals;
 
-/* The grade of item among the user's labels [l, l + n) (sorted by item); 0 when absent. */
+static int cmp_item(const void *key, const void *x)
+{
+    return strcmp(key, ((const label *)x)->item);
+}
+
+/* The grade of item among one user's labels (sorted by item, one each); 0 when absent. */
 static float grade_of(const label *l, size_t n, const char *item)
 {
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(l[mid].item, item);
-        if (!c) {
-            float g = l[mid].grade; /* an item met twice: its best grade */
-            for (size_t k = mid + 1; k < n && !strcmp(l[k].item, item); k++)
-                if (l[k].grade > g) g = l[k].grade;
-            for (size_t k = mid; k-- > 0 && !strcmp(l[k].item, item);)
-                if (l[k].grade > g) g = l[k].grade;
-            return g;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return 0.0f;
+    const label *hit = bsearch(item, l, n, sizeof *l, cmp_item);
+    return hit ? hit->grade : 0.0f;
 }
 
 /* Appends one user's list (when it has a graded item) to text. */
@@ -308,7 +307,7 @@ static int run(const args *a)
                a->out);
     else
         printf("%" PRIu64 " users, %" PRIu64 " lists of %" PRIu64 " items (%" PRIu64
-               " graded, of the users' %" PRIu64 " labelled interactions)\n"
+               " graded, of the users' %" PRIu64 " labelled items)\n"
                "NDCG@10 of the rank stage's order: %.4f\nwrote %s\n",
                t.users, t.lists, t.items, t.graded, t.labels, ndcg, a->out);
     return FN_EXIT_OK;
