@@ -57,9 +57,8 @@ static const char usage_text[] =
     "                       funneld would rerank for these users)\n"
     "  --json               {\"users\", \"lists\", \"items\", \"graded\", \"labels\",\n"
     "                       \"ndcg10\", \"features\", \"out\"}: graded items in the lists\n"
-    "                       written, labelled items (distinct) of the users run, ndcg10 the rank "
-    "stage's\n"
-    "                       order's NDCG@10 over the lists written\n";
+    "                       written, distinct labelled items of the users run, ndcg10\n"
+    "                       the rank stage's order's NDCG@10 over the lists written\n";
 
 typedef struct args {
     const char *config, *labels, *out, *interactions, *cooc;
