@@ -378,11 +378,11 @@ static float relevance(const request *r, size_t i)
 }
 
 /* Sorts candidate indexes by relevance, highest first; ties keep the lower index. */
-static _Thread_local const float *sort_by;
-static int cmp_by_rel(const void *a, const void *b)
+static int cmp_by_rel(const void *a, const void *b, void *rel)
 {
+    const float *v = rel;
     const size_t i = *(const size_t *)a, j = *(const size_t *)b;
-    if (sort_by[i] != sort_by[j]) return sort_by[i] > sort_by[j] ? -1 : 1;
+    if (v[i] != v[j]) return v[i] > v[j] ? -1 : 1;
     return i < j ? -1 : i > j;
 }
 
@@ -394,8 +394,7 @@ static fn_status order_by_relevance(request *r, fn_error *err)
     r->order = alloc(r, (r->n + 1) * sizeof *r->order, &st, err);
     if (st != FN_OK) return st;
     for (size_t i = 0; i < r->n; i++) r->rel[i] = relevance(r, i), r->order[i] = i;
-    sort_by = r->rel;
-    qsort(r->order, r->n, sizeof *r->order, cmp_by_rel);
+    qsort_r(r->order, r->n, sizeof *r->order, cmp_by_rel, r->rel);
     return FN_OK;
 }
 
@@ -453,8 +452,7 @@ static fn_status rerank(request *r, fn_store_record **items, fn_error *err)
         r->rel[r->order[k]] = 1.0f + (hi > lo ? (s[k] - lo) / (hi - lo) : 0.5f);
     r->n_rr = m;
     /* the order follows: the reranked top first, the rest as they were */
-    sort_by = r->rel;
-    qsort(r->order, m, sizeof *r->order, cmp_by_rel);
+    qsort_r(r->order, m, sizeof *r->order, cmp_by_rel, r->rel);
     return FN_OK;
 }
 
