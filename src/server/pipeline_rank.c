@@ -84,8 +84,6 @@ typedef struct request {
     fn_arena *a;
     const Funnel__V1__RankRequest *q;
     const pl_user *user;
-    int search; /* the query channel ran: relevance is CTR times query similarity */
-    /* ids the user has met or the request excludes, sorted for lookup */
     /* hidden: the user's seen items (the pipeline's, sorted at load) and the request's
      * exclusions (sorted here); extra: how many a channel over-fetches to make up for them */
     const char *const *seen;
@@ -95,7 +93,8 @@ typedef struct request {
     /* the user's most recent liked items, newest first: seeds of cooc and of the user vector */
     const char **recent;
     size_t n_recent;
-    /* the query's and the user's vectors (unit length), when the ANN channels made them */
+    /* the query's vector when the query channel ran (the request is a search), and the
+     * user's, when the ANN channels made them */
     const float *qvec, *uvec;
     /* candidates */
     fn_recall_candidate *cand;
@@ -227,8 +226,7 @@ static fn_status ann_channels(request *r, fn_recall_channel *ch, size_t extra, f
         }
         if (st == FN_OK) st = fn_ann_search(p->ann, 1, qv, k, &p->ann_params, ids, sc, err);
         if (st == FN_OK) st = ann_list(r, ids, sc, k, p->cap, &ch[PL_CH_QUERY], err);
-        r->search = st == FN_OK;
-        r->qvec = qv;
+        if (st == FN_OK) r->qvec = qv; /* a search: relevance is CTR times query similarity */
     }
     const size_t nr = r->n_recent < p->user_recent ? r->n_recent : p->user_recent;
     if (st != FN_OK || !p->ann || !nr || !p->quota[PL_CH_USER]) return st;
@@ -289,7 +287,7 @@ static fn_status recall(request *r, fn_error *err)
     if (st == FN_OK) st = ann_channels(r, ch, extra, err);
     if (st != FN_OK) return st;
     /* a search takes its candidates from the query's channel; the others only mark them */
-    if (r->search)
+    if (r->qvec)
         for (int c = 0; c < PL_N_CHANNELS; c++) ch[c].quota = c == PL_CH_QUERY ? p->cap : 0;
     r->cand = alloc(r, p->cap * sizeof *r->cand, &st, err);
     r->chan_scores = alloc(r, p->cap * PL_N_CHANNELS * sizeof *r->chan_scores, &st, err);
@@ -370,7 +368,7 @@ static fn_status rank(request *r, fn_store_record **items, fn_error *err)
 static float relevance(const request *r, size_t i)
 {
     float v = r->ctr ? r->ctr[i] : 1.0f - (float)i / (float)(r->n + 1);
-    if (r->search) {
+    if (r->qvec) {
         const double sim = r->chan_scores[i * PL_N_CHANNELS + PL_CH_QUERY];
         v *= sim > 0 ? (float)sim : 0.0f; /* NaN (not found by the query) compares false */
     }
