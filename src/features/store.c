@@ -20,6 +20,7 @@
  * gen = generation counter; charge = bytes a cached record holds.
  */
 #include "store.h"
+#include "store_impl.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -36,17 +37,13 @@
 #include "common/file.h"
 #include "funnel/v1/records.pb-c.h"
 
-enum { CF_DEFAULT, CF_USERS, CF_ITEMS, CF_COUNTERS, CF_META, CF_OURS };
-static const char *const cf_names[CF_OURS] = {"default", "users", "items", "counters", "meta"};
+static const char *const cf_names[CF_OURS] = {"default",  "users", "items",
+                                              "counters", "meta",  "item_numbers"};
 
-#define N_STRIPES           256
 #define MAX_SHARDS          16
 #define GEN_SLOTS           64
 #define DEFAULT_MAX_ENTRIES 100000
 #define DEFAULT_MAX_BYTES   ((size_t)256 << 20)
-/* The store's own "file header": a format version in the meta family. */
-#define FORMAT_KEY     "funnel.store.format"
-#define FORMAT_VERSION "1"
 /* Counter keys hash with a seed of their own: "puts" the counter and "puts" the user are unrelated.
  */
 #define COUNTER_SEED 0x636f756e74657273ull
@@ -271,7 +268,7 @@ typedef struct cache_entry {
     char id[];
 } cache_entry;
 
-typedef struct cache_shard {
+struct cache_shard {
     pthread_mutex_t mu;
     cache_entry **buckets;
     size_t mask;
@@ -280,24 +277,6 @@ typedef struct cache_shard {
     uint64_t evictions;
     uint64_t gen[GEN_SLOTS];
     uint32_t writing[GEN_SLOTS]; /* writes in flight on keys of the slot */
-} cache_shard;
-
-struct fn_store {
-    char *path;
-    int read_only;
-    rocksdb_t *db;
-    rocksdb_options_t *opts;
-    rocksdb_readoptions_t *ropts;
-    rocksdb_readoptions_t *scan_opts;
-    rocksdb_writeoptions_t *wopts;
-    rocksdb_column_family_handle_t **cfs; /* ours first (CF_*), then any others found */
-    size_t n_cfs;
-    /* Single puts hold it shared (plus their stripe), a batch commit exclusively. */
-    pthread_rwlock_t writers;
-    pthread_mutex_t stripes[N_STRIPES];
-    cache_shard *shards;
-    size_t n_shards;
-    atomic_uint_least64_t hits, misses;
 };
 
 static uint64_t key_hash(int family, const char *id, size_t id_len)
@@ -560,9 +539,8 @@ static void append_id(fn_buf *b, const char *id, size_t id_len)
  * "OP: store PATH, family FAMILY, id "ID": DETAIL" - every message names the
  * operation and the object; family and id are left out when NULL.
  */
-__attribute__((format(printf, 8, 9))) static fn_status
-store_error(const fn_store *s, fn_error *err, fn_status code, const char *op, const char *family,
-            const char *id, size_t id_len, const char *fmt, ...)
+fn_status st_error(const fn_store *s, fn_error *err, fn_status code, const char *op,
+                   const char *family, const char *id, size_t id_len, const char *fmt, ...)
 {
     if (!err) return code;
     fn_buf b = FN_BUF_INIT;
@@ -593,11 +571,11 @@ static fn_status rocksdb_code(const char *msg)
 }
 
 /* Turns RocksDB's errptr into a status and frees it. */
-static fn_status rocksdb_fail(const fn_store *s, fn_error *err, const char *op, const char *family,
-                              const char *id, size_t id_len, char *rerr)
+fn_status st_rocksdb_fail(const fn_store *s, fn_error *err, const char *op, const char *family,
+                          const char *id, size_t id_len, char *rerr)
 {
     fn_status code = rocksdb_code(rerr);
-    store_error(s, err, code, op, family, id, id_len, "%s", rerr);
+    st_error(s, err, code, op, family, id, id_len, "%s", rerr);
     rocksdb_free(rerr);
     return code;
 }
@@ -606,26 +584,26 @@ static fn_status check_family(const fn_store *s, const char *op, fn_store_family
                               fn_error *err)
 {
     if (family != FN_STORE_USERS && family != FN_STORE_ITEMS)
-        return store_error(s, err, FN_ERR_INVALID, op, NULL, NULL, 0,
-                           "family %d is not users or items", (int)family);
+        return st_error(s, err, FN_ERR_INVALID, op, NULL, NULL, 0,
+                        "family %d is not users or items", (int)family);
     return FN_OK;
 }
 
-static fn_status check_id(const fn_store *s, const char *op, const char *family, const char *id,
-                          size_t id_len, fn_error *err)
+fn_status st_check_id(const fn_store *s, const char *op, const char *family, const char *id,
+                      size_t id_len, fn_error *err)
 {
     if (!id || id_len == 0)
-        return store_error(s, err, FN_ERR_INVALID, op, family, NULL, 0, "empty id");
+        return st_error(s, err, FN_ERR_INVALID, op, family, NULL, 0, "empty id");
     if (id_len > FN_STORE_ID_MAX)
-        return store_error(s, err, FN_ERR_INVALID, op, family, id, id_len,
-                           "id is longer than %d bytes", FN_STORE_ID_MAX);
+        return st_error(s, err, FN_ERR_INVALID, op, family, id, id_len,
+                        "id is longer than %d bytes", FN_STORE_ID_MAX);
     return FN_OK;
 }
 
-static fn_status check_writable(const fn_store *s, const char *op, fn_error *err)
+fn_status st_check_writable(const fn_store *s, const char *op, fn_error *err)
 {
     if (s->read_only)
-        return store_error(s, err, FN_ERR_UNSUPPORTED, op, NULL, NULL, 0, "opened read-only");
+        return st_error(s, err, FN_ERR_UNSUPPORTED, op, NULL, NULL, 0, "opened read-only");
     return FN_OK;
 }
 
@@ -677,53 +655,63 @@ static fn_status check_folder(fn_store *s, const fn_store_options *o, int *exist
     *exists = 0;
     if (stat(s->path, &st) != 0) {
         if (errno != ENOENT)
-            return store_error(s, err, FN_ERR_IO, "open", NULL, NULL, 0, "%s", strerror(errno));
+            return st_error(s, err, FN_ERR_IO, "open", NULL, NULL, 0, "%s", strerror(errno));
         if (o->read_only || !o->create_if_missing)
-            return store_error(s, err, FN_ERR_NOT_FOUND, "open", NULL, NULL, 0,
-                               "no store there (no such folder)");
+            return st_error(s, err, FN_ERR_NOT_FOUND, "open", NULL, NULL, 0,
+                            "no store there (no such folder)");
         fn_error merr = {0};
         if (fn_mkdir_p(s->path, &merr) != FN_OK)
-            return store_error(s, err, merr.code, "open", NULL, NULL, 0, "%s", merr.msg);
+            return st_error(s, err, merr.code, "open", NULL, NULL, 0, "%s", merr.msg);
         return FN_OK;
     }
     if (!S_ISDIR(st.st_mode))
-        return store_error(s, err, FN_ERR_INVALID, "open", NULL, NULL, 0,
-                           "not a store: not a folder");
+        return st_error(s, err, FN_ERR_INVALID, "open", NULL, NULL, 0, "not a store: not a folder");
     if (has_current_file(s->path)) {
         *exists = 1;
         return FN_OK;
     }
     if (o->read_only || !o->create_if_missing)
-        return store_error(s, err, FN_ERR_NOT_FOUND, "open", NULL, NULL, 0,
-                           "not a store: the folder holds no RocksDB database (no CURRENT file)");
+        return st_error(s, err, FN_ERR_NOT_FOUND, "open", NULL, NULL, 0,
+                        "not a store: the folder holds no RocksDB database (no CURRENT file)");
     if (!folder_is_empty(s->path))
-        return store_error(s, err, FN_ERR_INVALID, "open", NULL, NULL, 0,
-                           "not a store: the folder is not empty and holds no RocksDB database; "
-                           "refusing to create a store among other files");
+        return st_error(s, err, FN_ERR_INVALID, "open", NULL, NULL, 0,
+                        "not a store: the folder is not empty and holds no RocksDB database; "
+                        "refusing to create a store among other files");
     return FN_OK;
 }
 
+static int buf_is(const fn_buf *v, const char *text)
+{
+    return v->len == strlen(text) && memcmp(v->data, text, v->len) == 0;
+}
+
+/* Checks (or, in a new store, writes) the format marker, then sets up the item numbers. */
 static fn_status check_format(fn_store *s, fn_error *err)
 {
     fn_buf v = FN_BUF_INIT;
     fn_error merr = {0};
     fn_status st = fn_store_meta_get(s, FORMAT_KEY, &v, &merr);
+    int old_format = 0;
     /* A missing marker is expected on a new store, so its message stays out of err. */
     if (st == FN_ERR_NOT_FOUND) {
         if (s->read_only) {
-            st = store_error(s, err, FN_ERR_INVALID, "open", NULL, NULL, 0,
-                             "not a funnel store: no %s in the meta family", FORMAT_KEY);
+            st = st_error(s, err, FN_ERR_INVALID, "open", NULL, NULL, 0,
+                          "not a funnel store: no %s in the meta family", FORMAT_KEY);
         } else {
             st = fn_store_meta_put(s, FORMAT_KEY, FORMAT_VERSION, strlen(FORMAT_VERSION), err);
         }
     } else if (st != FN_OK) {
         if (err) *err = merr;
-    } else if (v.len != strlen(FORMAT_VERSION) || memcmp(v.data, FORMAT_VERSION, v.len) != 0) {
-        st = store_error(s, err, FN_ERR_UNSUPPORTED, "open", NULL, NULL, 0,
-                         "store format '%.*s' is not the one this funnel reads (%s)",
-                         (int)(v.len > 32 ? 32 : v.len), v.data, FORMAT_VERSION);
+    } else if (buf_is(&v, FORMAT_UNNUMBERED)) {
+        old_format = 1;
+    } else if (!buf_is(&v, FORMAT_VERSION)) {
+        st = st_error(s, err, FN_ERR_UNSUPPORTED, "open", NULL, NULL, 0,
+                      "store format '%.*s' is not one this funnel reads (%s, or %s, which it "
+                      "upgrades)",
+                      (int)(v.len > 32 ? 32 : v.len), v.data, FORMAT_VERSION, FORMAT_UNNUMBERED);
     }
     fn_buf_free(&v);
+    if (st == FN_OK) st = st_numbers_open(s, old_format, err);
     return st;
 }
 
@@ -735,14 +723,14 @@ static fn_status open_rocksdb(fn_store *s, int exists, fn_error *err)
     if (exists) {
         char *rerr = NULL;
         existing = rocksdb_list_column_families(s->opts, s->path, &n_existing, &rerr);
-        if (rerr) return rocksdb_fail(s, err, "open", NULL, NULL, 0, rerr);
+        if (rerr) return st_rocksdb_fail(s, err, "open", NULL, NULL, 0, rerr);
     }
     const char **names = calloc(CF_OURS + n_existing, sizeof *names);
     const rocksdb_options_t **cf_opts = calloc(CF_OURS + n_existing, sizeof *cf_opts);
     s->cfs = calloc(CF_OURS + n_existing, sizeof *s->cfs);
     fn_status st = FN_OK;
     if (!names || !cf_opts || !s->cfs) {
-        st = store_error(s, err, FN_ERR_NOMEM, "open", NULL, NULL, 0, "out of memory");
+        st = st_error(s, err, FN_ERR_NOMEM, "open", NULL, NULL, 0, "out of memory");
         goto done;
     }
     size_t n = 0;
@@ -754,17 +742,30 @@ static fn_status open_rocksdb(fn_store *s, int exists, fn_error *err)
             if (strcmp(existing[i], cf_names[k]) == 0) ours = found[k] = 1;
         if (!ours) names[n++] = existing[i];
     }
+    /* Read-only, a store of format 1 has no item numbers family; it opens without one. */
+    int skip_numbers = 0;
     if (s->read_only) {
         for (int k = CF_USERS; k < CF_OURS; k++)
-            if (!found[k]) {
-                st = store_error(s, err, FN_ERR_INVALID, "open", NULL, NULL, 0,
-                                 "not a funnel store: no '%s' column family", cf_names[k]);
+            if (!found[k] && k != CF_NUMBERS) {
+                st = st_error(s, err, FN_ERR_INVALID, "open", NULL, NULL, 0,
+                              "not a funnel store: no '%s' column family", cf_names[k]);
                 goto done;
             }
+        skip_numbers = !found[CF_NUMBERS];
     }
     for (size_t i = 0; i < n; i++) cf_opts[i] = s->opts;
     char *rerr = NULL;
-    if (s->read_only) {
+    if (skip_numbers) {
+        /* names without it: the handles of the families after it move down one */
+        memmove(&names[CF_NUMBERS], &names[CF_NUMBERS + 1], (n - CF_NUMBERS - 1) * sizeof *names);
+        s->db = rocksdb_open_for_read_only_column_families(s->opts, s->path, (int)n - 1, names,
+                                                           cf_opts, s->cfs, 0, &rerr);
+        if (!rerr) {
+            memmove(&s->cfs[CF_NUMBERS + 1], &s->cfs[CF_NUMBERS],
+                    (n - CF_NUMBERS - 1) * sizeof *s->cfs);
+            s->cfs[CF_NUMBERS] = NULL;
+        }
+    } else if (s->read_only) {
         s->db = rocksdb_open_for_read_only_column_families(s->opts, s->path, (int)n, names, cf_opts,
                                                            s->cfs, 0, &rerr);
     } else {
@@ -774,13 +775,13 @@ static fn_status open_rocksdb(fn_store *s, int exists, fn_error *err)
     if (rerr) {
         s->db = NULL;
         if (strstr(rerr, "lock file") || strstr(rerr, "lock hold")) {
-            st = store_error(s, err, FN_ERR_IO, "open", NULL, NULL, 0,
-                             "the store is locked: another process (or this one) has it open "
-                             "for writing (%s)",
-                             rerr);
+            st = st_error(s, err, FN_ERR_IO, "open", NULL, NULL, 0,
+                          "the store is locked: another process (or this one) has it open "
+                          "for writing (%s)",
+                          rerr);
             rocksdb_free(rerr);
         } else {
-            st = rocksdb_fail(s, err, "open", NULL, NULL, 0, rerr);
+            st = st_rocksdb_fail(s, err, "open", NULL, NULL, 0, rerr);
         }
         goto done;
     }
@@ -837,7 +838,7 @@ fn_status fn_store_open(const char *path, const fn_store_options *opts, fn_store
     if ((st = open_rocksdb(s, exists, err)) != FN_OK) goto fail;
     if ((st = check_format(s, err)) != FN_OK) goto fail;
     if (!o->cache_disabled && cache_init(s, o) != FN_OK) {
-        st = store_error(s, err, FN_ERR_NOMEM, "open", NULL, NULL, 0, "out of memory");
+        st = st_error(s, err, FN_ERR_NOMEM, "open", NULL, NULL, 0, "out of memory");
         goto fail;
     }
     *out = s;
@@ -851,7 +852,8 @@ void fn_store_close(fn_store *s)
 {
     if (!s) return;
     cache_free(s);
-    for (size_t i = 0; s->cfs && i < s->n_cfs; i++) rocksdb_column_family_handle_destroy(s->cfs[i]);
+    for (size_t i = 0; s->cfs && i < s->n_cfs; i++)
+        if (s->cfs[i]) rocksdb_column_family_handle_destroy(s->cfs[i]);
     free(s->cfs);
     if (s->db) rocksdb_close(s->db);
     if (s->wopts) rocksdb_writeoptions_destroy(s->wopts);
@@ -874,11 +876,11 @@ fn_status fn_store_put(fn_store *s, fn_store_family family, const char *id, size
     if (applied) *applied = 0;
     if ((st = check_family(s, "put", family, err)) != FN_OK) return st;
     const char *fam = fn_store_family_name(family);
-    if ((st = check_writable(s, "put", err)) != FN_OK) return st;
-    if ((st = check_id(s, "put", fam, id, id_len, err)) != FN_OK) return st;
+    if ((st = st_check_writable(s, "put", err)) != FN_OK) return st;
+    if ((st = st_check_id(s, "put", fam, id, id_len, err)) != FN_OK) return st;
     fn_buf packed = FN_BUF_INIT;
     if (record_pack(version, features, vector, n_vector, &packed) != FN_OK)
-        return store_error(s, err, FN_ERR_NOMEM, "put", fam, id, id_len, "out of memory");
+        return st_error(s, err, FN_ERR_NOMEM, "put", fam, id, id_len, "out of memory");
 
     rocksdb_column_family_handle_t *cf = family_cf(s, family);
     uint64_t h = key_hash(family, id, id_len);
@@ -889,7 +891,7 @@ fn_status fn_store_put(fn_store *s, fn_store_family family, const char *id, size
     size_t old_len = 0;
     char *old = rocksdb_get_cf(s->db, s->ropts, cf, id, id_len, &old_len, &rerr);
     if (rerr) {
-        st = rocksdb_fail(s, err, "put", fam, id, id_len, rerr);
+        st = st_rocksdb_fail(s, err, "put", fam, id, id_len, rerr);
         goto done;
     }
     if (old) {
@@ -897,19 +899,29 @@ fn_status fn_store_put(fn_store *s, fn_store_family family, const char *id, size
         st = stored_version(old, old_len, &old_version);
         rocksdb_free(old);
         if (st != FN_OK) {
-            store_error(s, err, st, "put", fam, id, id_len,
-                        "the stored value (%zu bytes) is not a funnel.v1.StoredRecord; not "
-                        "overwriting a record of unknown version",
-                        old_len);
+            st_error(s, err, st, "put", fam, id, id_len,
+                     "the stored value (%zu bytes) is not a funnel.v1.StoredRecord; not "
+                     "overwriting a record of unknown version",
+                     old_len);
             goto done;
         }
         if (version < old_version) goto done; /* last writer wins; this one is older */
     }
+    /* An item's first put numbers it, in the same synced write as the record. */
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_put_cf(wb, cf, id, id_len, packed.data, packed.len);
+    int fresh = 0;
+    if (family == FN_STORE_ITEMS &&
+        (st = st_number_stage(s, wb, id, id_len, &fresh, err)) != FN_OK) {
+        rocksdb_writebatch_destroy(wb);
+        goto done;
+    }
     cache_fence(s, h, family, id, id_len, +1);
-    rocksdb_put_cf(s->db, s->wopts, cf, id, id_len, packed.data, packed.len, &rerr);
+    rocksdb_write(s->db, s->wopts, wb, &rerr);
     cache_fence(s, h, family, id, id_len, -1);
+    rocksdb_writebatch_destroy(wb);
     if (rerr) {
-        st = rocksdb_fail(s, err, "put", fam, id, id_len, rerr);
+        st = st_rocksdb_fail(s, err, "put", fam, id, id_len, rerr);
         goto done;
     }
     if (applied) *applied = 1;
@@ -926,8 +938,8 @@ fn_status fn_store_delete(fn_store *s, fn_store_family family, const char *id, s
     fn_status st;
     if ((st = check_family(s, "delete", family, err)) != FN_OK) return st;
     const char *fam = fn_store_family_name(family);
-    if ((st = check_writable(s, "delete", err)) != FN_OK) return st;
-    if ((st = check_id(s, "delete", fam, id, id_len, err)) != FN_OK) return st;
+    if ((st = st_check_writable(s, "delete", err)) != FN_OK) return st;
+    if ((st = st_check_id(s, "delete", fam, id, id_len, err)) != FN_OK) return st;
     uint64_t h = key_hash(family, id, id_len);
     pthread_mutex_t *mu = stripe_of(s, h);
     pthread_rwlock_rdlock(&s->writers);
@@ -936,7 +948,7 @@ fn_status fn_store_delete(fn_store *s, fn_store_family family, const char *id, s
     cache_fence(s, h, family, id, id_len, +1);
     rocksdb_delete_cf(s->db, s->wopts, family_cf(s, family), id, id_len, &rerr);
     cache_fence(s, h, family, id, id_len, -1);
-    if (rerr) st = rocksdb_fail(s, err, "delete", fam, id, id_len, rerr);
+    if (rerr) st = st_rocksdb_fail(s, err, "delete", fam, id, id_len, rerr);
     pthread_mutex_unlock(mu);
     pthread_rwlock_unlock(&s->writers);
     return st;
@@ -986,12 +998,12 @@ fn_status fn_store_multi_get(fn_store *s, fn_store_family family, size_t n, cons
     if (n == 0) return FN_OK;
     miss_scratch m;
     if (!scratch_alloc(&m, n))
-        return store_error(s, err, FN_ERR_NOMEM, "multi-get", fam, NULL, 0, "out of memory");
+        return st_error(s, err, FN_ERR_NOMEM, "multi-get", fam, NULL, 0, "out of memory");
     rocksdb_column_family_handle_t *cf = family_cf(s, family);
     size_t n_miss = 0;
     for (size_t i = 0; i < n; i++) {
         size_t len = id_lens ? id_lens[i] : (ids[i] ? strlen(ids[i]) : 0);
-        if ((st = check_id(s, "multi-get", fam, ids[i], len, err)) != FN_OK) goto fail;
+        if ((st = st_check_id(s, "multi-get", fam, ids[i], len, err)) != FN_OK) goto fail;
         uint64_t h = key_hash(family, ids[i], len), gen = 0;
         if (s->shards && (out[i] = cache_lookup(s, h, family, ids[i], len, &gen))) continue;
         m.index[n_miss] = i;
@@ -1009,19 +1021,19 @@ fn_status fn_store_multi_get(fn_store *s, fn_store_family family, size_t n, cons
                              m.value_lens, m.errs);
         for (size_t j = 0; j < n_miss; j++) {
             if (st == FN_OK && m.errs[j]) {
-                st = rocksdb_fail(s, err, "multi-get", fam, m.keys[j], m.key_lens[j], m.errs[j]);
+                st = st_rocksdb_fail(s, err, "multi-get", fam, m.keys[j], m.key_lens[j], m.errs[j]);
                 m.errs[j] = NULL;
             }
             if (st == FN_OK && m.values[j]) {
                 fn_store_record *r;
                 st = record_decode(m.values[j], m.value_lens[j], &r);
                 if (st == FN_ERR_CORRUPT) {
-                    store_error(s, err, st, "multi-get", fam, m.keys[j], m.key_lens[j],
-                                "the stored value (%zu bytes) is not a funnel.v1.StoredRecord",
-                                m.value_lens[j]);
+                    st_error(s, err, st, "multi-get", fam, m.keys[j], m.key_lens[j],
+                             "the stored value (%zu bytes) is not a funnel.v1.StoredRecord",
+                             m.value_lens[j]);
                 } else if (st != FN_OK) {
-                    store_error(s, err, st, "multi-get", fam, m.keys[j], m.key_lens[j],
-                                "out of memory");
+                    st_error(s, err, st, "multi-get", fam, m.keys[j], m.key_lens[j],
+                             "out of memory");
                 } else {
                     out[m.index[j]] = r;
                     if (s->shards)
@@ -1048,10 +1060,10 @@ fn_status fn_store_get(fn_store *s, fn_store_family family, const char *id, size
     *out = NULL;
     if ((st = check_family(s, "get", family, err)) != FN_OK) return st;
     const char *fam = fn_store_family_name(family);
-    if ((st = check_id(s, "get", fam, id, id_len, err)) != FN_OK) return st;
+    if ((st = st_check_id(s, "get", fam, id, id_len, err)) != FN_OK) return st;
     const char *ids[1] = {id};
     if ((st = fn_store_multi_get(s, family, 1, ids, &id_len, out, err)) != FN_OK) return st;
-    if (!*out) return store_error(s, err, FN_ERR_NOT_FOUND, "get", fam, id, id_len, "no record");
+    if (!*out) return st_error(s, err, FN_ERR_NOT_FOUND, "get", fam, id, id_len, "no record");
     return FN_OK;
 }
 
@@ -1074,9 +1086,9 @@ fn_status fn_store_batch_new(fn_store *s, fn_store_batch **out, fn_error *err)
 {
     fn_status st;
     *out = NULL;
-    if ((st = check_writable(s, "batch", err)) != FN_OK) return st;
+    if ((st = st_check_writable(s, "batch", err)) != FN_OK) return st;
     fn_store_batch *b = calloc(1, sizeof *b);
-    if (!b) return store_error(s, err, FN_ERR_NOMEM, "batch", NULL, NULL, 0, "out of memory");
+    if (!b) return st_error(s, err, FN_ERR_NOMEM, "batch", NULL, NULL, 0, "out of memory");
     b->s = s;
     *out = b;
     return FN_OK;
@@ -1101,12 +1113,12 @@ fn_status fn_store_batch_put(fn_store_batch *b, fn_store_family family, const ch
     fn_status st;
     if ((st = check_family(s, "batch put", family, err)) != FN_OK) return st;
     const char *fam = fn_store_family_name(family);
-    if ((st = check_id(s, "batch put", fam, id, id_len, err)) != FN_OK) return st;
+    if ((st = st_check_id(s, "batch put", fam, id, id_len, err)) != FN_OK) return st;
     if (b->n == b->cap) {
         size_t cap = b->cap ? 2 * b->cap : 256;
         batch_entry *e = realloc(b->e, cap * sizeof *e);
         if (!e)
-            return store_error(s, err, FN_ERR_NOMEM, "batch put", fam, id, id_len, "out of memory");
+            return st_error(s, err, FN_ERR_NOMEM, "batch put", fam, id, id_len, "out of memory");
         b->e = e;
         b->cap = cap;
     }
@@ -1121,7 +1133,7 @@ fn_status fn_store_batch_put(fn_store_batch *b, fn_store_family family, const ch
     if (b->data.oom || record_pack(version, features, vector, n_vector, &b->data) != FN_OK) {
         b->data.len = e->id_off;
         b->data.oom = 0;
-        return store_error(s, err, FN_ERR_NOMEM, "batch put", fam, id, id_len, "out of memory");
+        return st_error(s, err, FN_ERR_NOMEM, "batch put", fam, id, id_len, "out of memory");
     }
     e->val_len = b->data.len - e->val_off;
     b->n++;
@@ -1157,7 +1169,7 @@ fn_status fn_store_batch_commit(fn_store_batch *b, size_t *applied, size_t *igno
     if (!table || !scratch_alloc(&m, b->n)) {
         free(table);
         batch_reset(b);
-        return store_error(s, err, FN_ERR_NOMEM, "batch commit", NULL, NULL, 0, "out of memory");
+        return st_error(s, err, FN_ERR_NOMEM, "batch commit", NULL, NULL, 0, "out of memory");
     }
     /* A batch of a thousand ids spans every stripe anyway: exclude all other writers at once. */
     pthread_rwlock_wrlock(&s->writers);
@@ -1174,7 +1186,7 @@ fn_status fn_store_batch_commit(fn_store_batch *b, size_t *applied, size_t *igno
         const batch_entry *e = &b->e[i];
         const char *fam = fn_store_family_name(e->family);
         if (m.errs[i]) {
-            st = rocksdb_fail(s, err, "batch commit", fam, m.keys[i], e->id_len, m.errs[i]);
+            st = st_rocksdb_fail(s, err, "batch commit", fam, m.keys[i], e->id_len, m.errs[i]);
             m.errs[i] = NULL;
             break;
         }
@@ -1187,10 +1199,10 @@ fn_status fn_store_batch_commit(fn_store_batch *b, size_t *applied, size_t *igno
             have = 1;
         } else if (m.values[i]) {
             if (stored_version(m.values[i], m.value_lens[i], &current) != FN_OK) {
-                st = store_error(s, err, FN_ERR_CORRUPT, "batch commit", fam, m.keys[i], e->id_len,
-                                 "the stored value (%zu bytes) is not a funnel.v1.StoredRecord; "
-                                 "not overwriting a record of unknown version",
-                                 m.value_lens[i]);
+                st = st_error(s, err, FN_ERR_CORRUPT, "batch commit", fam, m.keys[i], e->id_len,
+                              "the stored value (%zu bytes) is not a funnel.v1.StoredRecord; "
+                              "not overwriting a record of unknown version",
+                              m.value_lens[i]);
                 break;
             }
             have = 1;
@@ -1201,6 +1213,11 @@ fn_status fn_store_batch_commit(fn_store_batch *b, size_t *applied, size_t *igno
         }
         rocksdb_writebatch_put_cf(wb, family_cf(s, e->family), m.keys[i], e->id_len,
                                   data + e->val_off, e->val_len);
+        /* the first put of an item in the batch numbers it when it is new to the store */
+        int fresh;
+        if (!*slot && e->family == FN_STORE_ITEMS &&
+            (st = st_number_stage(s, wb, m.keys[i], e->id_len, &fresh, err)) != FN_OK)
+            break;
         *slot = i + 1;
         n_applied++;
     }
@@ -1214,7 +1231,7 @@ fn_status fn_store_batch_commit(fn_store_batch *b, size_t *applied, size_t *igno
                 }
             if (step > 0) rocksdb_write(s->db, s->wopts, wb, &rerr);
         }
-        if (rerr) st = rocksdb_fail(s, err, "batch commit", NULL, NULL, 0, rerr);
+        if (rerr) st = st_rocksdb_fail(s, err, "batch commit", NULL, NULL, 0, rerr);
     }
     rocksdb_writebatch_destroy(wb);
     pthread_rwlock_unlock(&s->writers);
@@ -1256,8 +1273,8 @@ fn_status fn_store_iter_open(fn_store *s, fn_store_family family, fn_store_iter 
     if ((st = check_family(s, "dump", family, err)) != FN_OK) return st;
     fn_store_iter *it = calloc(1, sizeof *it);
     if (!it)
-        return store_error(s, err, FN_ERR_NOMEM, "dump", fn_store_family_name(family), NULL, 0,
-                           "out of memory");
+        return st_error(s, err, FN_ERR_NOMEM, "dump", fn_store_family_name(family), NULL, 0,
+                        "out of memory");
     it->s = s;
     it->family = family;
     it->it = rocksdb_create_iterator_cf(s->db, s->scan_opts, family_cf(s, family));
@@ -1279,7 +1296,7 @@ fn_status fn_store_iter_next(fn_store_iter *it, const char **id, size_t *id_len,
     if (!rocksdb_iter_valid(it->it)) {
         char *rerr = NULL;
         rocksdb_iter_get_error(it->it, &rerr);
-        if (rerr) return rocksdb_fail(it->s, err, "dump", fam, NULL, 0, rerr);
+        if (rerr) return st_rocksdb_fail(it->s, err, "dump", fam, NULL, 0, rerr);
         return FN_END;
     }
     size_t klen, vlen;
@@ -1287,9 +1304,9 @@ fn_status fn_store_iter_next(fn_store_iter *it, const char **id, size_t *id_len,
     const char *v = rocksdb_iter_value(it->it, &vlen);
     fn_status st = record_decode(v, vlen, rec);
     if (st == FN_ERR_CORRUPT)
-        return store_error(it->s, err, st, "dump", fam, k, klen,
-                           "the stored value (%zu bytes) is not a funnel.v1.StoredRecord", vlen);
-    if (st != FN_OK) return store_error(it->s, err, st, "dump", fam, k, klen, "out of memory");
+        return st_error(it->s, err, st, "dump", fam, k, klen,
+                        "the stored value (%zu bytes) is not a funnel.v1.StoredRecord", vlen);
+    if (st != FN_OK) return st_error(it->s, err, st, "dump", fam, k, klen, "out of memory");
     *id = k;
     *id_len = klen;
     return FN_OK;
@@ -1308,8 +1325,8 @@ static fn_status counter_decode(const fn_store *s, const char *op, const char *k
                                 const char *v, size_t n, uint64_t *out, fn_error *err)
 {
     if (n != 8)
-        return store_error(s, err, FN_ERR_CORRUPT, op, "counters", key, key_len,
-                           "the stored value has %zu bytes, not 8", n);
+        return st_error(s, err, FN_ERR_CORRUPT, op, "counters", key, key_len,
+                        "the stored value has %zu bytes, not 8", n);
     uint64_t x = 0;
     for (int i = 7; i >= 0; i--) x = (x << 8) | (unsigned char)v[i];
     *out = x;
@@ -1320,8 +1337,8 @@ fn_status fn_store_counter_add(fn_store *s, const char *key, size_t key_len, uin
                                uint64_t *value, fn_error *err)
 {
     fn_status st;
-    if ((st = check_writable(s, "counter add", err)) != FN_OK) return st;
-    if ((st = check_id(s, "counter add", "counters", key, key_len, err)) != FN_OK) return st;
+    if ((st = st_check_writable(s, "counter add", err)) != FN_OK) return st;
+    if ((st = st_check_id(s, "counter add", "counters", key, key_len, err)) != FN_OK) return st;
     pthread_mutex_t *mu = stripe_of(s, XXH3_64bits_withSeed(key, key_len, COUNTER_SEED));
     rocksdb_column_family_handle_t *cf = s->cfs[CF_COUNTERS];
     pthread_mutex_lock(mu);
@@ -1330,7 +1347,7 @@ fn_status fn_store_counter_add(fn_store *s, const char *key, size_t key_len, uin
     uint64_t x = 0;
     char *old = rocksdb_get_cf(s->db, s->ropts, cf, key, key_len, &n, &rerr);
     if (rerr) {
-        st = rocksdb_fail(s, err, "counter add", "counters", key, key_len, rerr);
+        st = st_rocksdb_fail(s, err, "counter add", "counters", key, key_len, rerr);
         goto done;
     }
     if (old) {
@@ -1343,7 +1360,7 @@ fn_status fn_store_counter_add(fn_store *s, const char *key, size_t key_len, uin
     for (int i = 0; i < 8; i++) enc[i] = (char)(x >> (8 * i));
     rocksdb_put_cf(s->db, s->wopts, cf, key, key_len, enc, sizeof enc, &rerr);
     if (rerr) {
-        st = rocksdb_fail(s, err, "counter add", "counters", key, key_len, rerr);
+        st = st_rocksdb_fail(s, err, "counter add", "counters", key, key_len, rerr);
         goto done;
     }
     if (value) *value = x;
@@ -1356,11 +1373,11 @@ fn_status fn_store_counter_get(fn_store *s, const char *key, size_t key_len, uin
                                fn_error *err)
 {
     fn_status st;
-    if ((st = check_id(s, "counter get", "counters", key, key_len, err)) != FN_OK) return st;
+    if ((st = st_check_id(s, "counter get", "counters", key, key_len, err)) != FN_OK) return st;
     char *rerr = NULL;
     size_t n = 0;
     char *v = rocksdb_get_cf(s->db, s->ropts, s->cfs[CF_COUNTERS], key, key_len, &n, &rerr);
-    if (rerr) return rocksdb_fail(s, err, "counter get", "counters", key, key_len, rerr);
+    if (rerr) return st_rocksdb_fail(s, err, "counter get", "counters", key, key_len, rerr);
     *value = 0;
     if (!v) return FN_OK;
     st = counter_decode(s, "counter get", key, key_len, v, n, value, err);
@@ -1374,29 +1391,30 @@ fn_status fn_store_meta_put(fn_store *s, const char *key, const void *value, siz
                             fn_error *err)
 {
     fn_status st;
-    if ((st = check_writable(s, "meta put", err)) != FN_OK) return st;
-    if ((st = check_id(s, "meta put", "meta", key, key ? strlen(key) : 0, err)) != FN_OK) return st;
+    if ((st = st_check_writable(s, "meta put", err)) != FN_OK) return st;
+    if ((st = st_check_id(s, "meta put", "meta", key, key ? strlen(key) : 0, err)) != FN_OK)
+        return st;
     char *rerr = NULL;
     rocksdb_put_cf(s->db, s->wopts, s->cfs[CF_META], key, strlen(key), value, n, &rerr);
-    if (rerr) return rocksdb_fail(s, err, "meta put", "meta", key, strlen(key), rerr);
+    if (rerr) return st_rocksdb_fail(s, err, "meta put", "meta", key, strlen(key), rerr);
     return FN_OK;
 }
 
 fn_status fn_store_meta_get(fn_store *s, const char *key, fn_buf *out, fn_error *err)
 {
     fn_status st;
-    if ((st = check_id(s, "meta get", "meta", key, key ? strlen(key) : 0, err)) != FN_OK) return st;
+    if ((st = st_check_id(s, "meta get", "meta", key, key ? strlen(key) : 0, err)) != FN_OK)
+        return st;
     char *rerr = NULL;
     size_t n = 0;
     char *v = rocksdb_get_cf(s->db, s->ropts, s->cfs[CF_META], key, strlen(key), &n, &rerr);
-    if (rerr) return rocksdb_fail(s, err, "meta get", "meta", key, strlen(key), rerr);
+    if (rerr) return st_rocksdb_fail(s, err, "meta get", "meta", key, strlen(key), rerr);
     if (!v)
-        return store_error(s, err, FN_ERR_NOT_FOUND, "meta get", "meta", key, strlen(key),
-                           "no value");
+        return st_error(s, err, FN_ERR_NOT_FOUND, "meta get", "meta", key, strlen(key), "no value");
     fn_buf_append(out, v, n);
     rocksdb_free(v);
     if (out->oom)
-        return store_error(s, err, FN_ERR_NOMEM, "meta get", "meta", key, strlen(key),
-                           "out of memory");
+        return st_error(s, err, FN_ERR_NOMEM, "meta get", "meta", key, strlen(key),
+                        "out of memory");
     return FN_OK;
 }

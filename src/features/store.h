@@ -5,8 +5,8 @@
  * request; Kafka ingestion and `funnel store load` write them. A record is
  * (version, tensorflow.Features, optional float vector), kept on disk as a
  * serialized funnel.v1.StoredRecord under its id in the column family of its
- * kind (users, items). Two more families hold uint64 counters and raw
- * key/value metadata.
+ * kind (users, items). Three more families hold uint64 counters, raw
+ * key/value metadata, and the items' numbers (see below).
  *
  * Contract:
  *  - Last writer wins by version: a put with a lower version than the stored
@@ -185,6 +185,50 @@ fn_status fn_store_meta_put(fn_store *s, const char *key, const void *value, siz
                             fn_error *err);
 /* Appends the value to out; FN_ERR_NOT_FOUND when the key is missing. */
 fn_status fn_store_meta_get(fn_store *s, const char *key, fn_buf *out, fn_error *err);
+
+/*
+ * ---- item numbers: a stable int64 per item id ----
+ *
+ * Where a string id cannot go (the ANN index's int64 ids) an item is known
+ * by its number. The first put of an item id the store has not numbered
+ * gives it the next number (0, 1, 2, ... in the order items first arrive; a
+ * write that fails can leave a gap) in the same synced write as the record.
+ * A number never changes and is never reused: deleting the record keeps it,
+ * and a later put of the id finds it again. A store of format 1 (from before
+ * numbers) gets its items numbered in id byte order when it is first opened
+ * for writing; opened read-only it has none, and these calls say so
+ * (FN_ERR_UNSUPPORTED).
+ */
+
+/* The item's number; FN_ERR_NOT_FOUND for an id never stored. */
+fn_status fn_store_item_number(fn_store *s, const char *id, size_t id_len, int64_t *out,
+                               fn_error *err);
+/* Appends the item id of number to id; FN_ERR_NOT_FOUND when no item has it. */
+fn_status fn_store_item_by_number(fn_store *s, int64_t number, fn_buf *id, fn_error *err);
+/* One past the highest number given (0 when none): what the next new item gets. */
+int64_t fn_store_item_numbers_end(fn_store *s);
+
+/* Called per numbered item; a status other than FN_OK stops the scan and is returned. */
+typedef fn_status (*fn_store_number_fn)(void *ctx, int64_t number, const char *id, size_t id_len,
+                                        fn_error *err);
+/* Calls fn for every item numbered from `from` on, in number order. */
+fn_status fn_store_item_numbers_scan(fn_store *s, int64_t from, fn_store_number_fn fn, void *ctx,
+                                     fn_error *err);
+
+/*
+ * A number -> item id table read in one scan, for the ranking path that turns
+ * hundreds of ANN results into ids per request. Immutable once loaded (items
+ * numbered later are not in it), so threads share it freely.
+ */
+typedef struct fn_store_item_names fn_store_item_names;
+
+fn_status fn_store_item_names_load(fn_store *s, fn_store_item_names **out, fn_error *err);
+/* Safe on NULL. */
+void fn_store_item_names_free(fn_store_item_names *t);
+/* Numbered items in the table. */
+size_t fn_store_item_names_count(const fn_store_item_names *t);
+/* The id of number (NUL-terminated; its length in *len, may be NULL), or NULL when none. */
+const char *fn_store_item_names_get(const fn_store_item_names *t, int64_t number, size_t *len);
 
 /* ---- cache figures ---- */
 

@@ -359,6 +359,15 @@ int fn_ann_contains(fn_ann *a, int64_t id)
     return live;
 }
 
+int fn_ann_is_deleted(fn_ann *a, int64_t id)
+{
+    pthread_rwlock_rdlock(&a->lock);
+    const uint8_t *s = idtable_find(&a->ids, id);
+    int deleted = s && *s == ID_DELETED;
+    pthread_rwlock_unlock(&a->lock);
+    return deleted;
+}
+
 int fn_ann_is_trained(fn_ann *a)
 {
     pthread_rwlock_rdlock(&a->lock);

@@ -72,6 +72,8 @@ size_t fn_ann_count(fn_ann *a);
 size_t fn_ann_deleted(fn_ann *a);
 /* 1 when id is live in the index. */
 int fn_ann_contains(fn_ann *a, int64_t id);
+/* 1 when id is a tombstone (deleted, held until fn_ann_rebuild; it cannot be added again). */
+int fn_ann_is_deleted(fn_ann *a, int64_t id);
 /* 1 when the index can take vectors (IVF and PQ need fn_ann_train first). */
 int fn_ann_is_trained(fn_ann *a);
 /* Which per-request parameters apply: 1 when efSearch / nprobe do. */
@@ -151,33 +153,11 @@ fn_status fn_ann_load(const char *path, size_t expected_dim, fn_ann **out, fn_er
 fn_status fn_ann_set_threads(int n, fn_error *err);
 
 /*
- * ---- item ids of an index built from the feature store ----
- *
- * `funnel index build --store` gives the items int64 ANN ids 0, 1, 2, ... in
- * the store's iteration order (item id byte order), and writes the mapping
- * next to the index as INDEX.ids, a text file: a header line
- * "funnel-ann-ids 1 N", then N lines, line i + 2 holding the string item id
- * of ANN id i (bytes below 0x20, 0x7f and '%' written as %XX), then
- * "end XXXXXXXX": the CRC32C (hex) of everything before that line. It is
- * written atomically after the index; a build from --vectors removes a stale
- * one. fn_ann_ids_load refuses a truncated or damaged file.
+ * Item ids: an index built from the feature store (`funnel index build
+ * --store`) holds each item under the store's number for it
+ * (fn_store_item_number), a stable int64 that stays the item's across
+ * builds, adds and deletes; the store maps numbers back to item ids.
  */
-typedef struct fn_ann_ids fn_ann_ids;
-
-/* Writes n ids (lens[i] bytes each, >= 1; lens may be NULL for C strings) atomically. */
-fn_status fn_ann_ids_save(const char *path, size_t n, const char *const *ids, const size_t *lens,
-                          fn_error *err);
-/*
- * Loads a file written by fn_ann_ids_save: FN_ERR_NOT_FOUND for a missing
- * file, FN_ERR_CORRUPT naming the file and the check for a damaged one.
- */
-fn_status fn_ann_ids_load(const char *path, fn_ann_ids **out, fn_error *err);
-/* Safe on NULL. */
-void fn_ann_ids_free(fn_ann_ids *ids);
-size_t fn_ann_ids_count(const fn_ann_ids *ids);
-/* The item id of ANN id id (NUL-terminated; its length in *len, may be NULL), or NULL when out
- * of range. */
-const char *fn_ann_ids_get(const fn_ann_ids *ids, int64_t id, size_t *len);
 
 /* ---- .fvecs / .ivecs: per row an int32 count, then that many float32 / int32 ---- */
 

@@ -248,7 +248,7 @@ const pl_user *pl_find_user(const fn_pipeline *p, const char *id)
 /* ---- the ANN channels ---- */
 
 /*
- * "recall.ann": {"index": FILE, "ef": N} (FILE.ids maps ANN ids to item ids),
+ * "recall.ann": {"index": FILE, "ef": N} (its ids are the store's item numbers),
  * "recall.query_ann": {"quota": N} with "encoder": {"model": DIR, "device": "cpu",
  * "threads": N, "cache_size": N} for the query vectors, "recall.user_ann":
  * {"quota": N, "recent": N} (the mean vector of the user's recent liked items, from
@@ -264,7 +264,7 @@ static fn_status load_ann(fn_pipeline *p, const cfg_reader *c, json_t *root, jso
                                             "cache_size", "workspaces", NULL};
     json_t *ja = section(jr, "ann", empty), *jq = json_object_get(jr, "query_ann"),
            *ju = json_object_get(jr, "user_ann"), *je = json_object_get(root, "encoder");
-    char *index = NULL, *model = NULL, *device = NULL, *ids = NULL;
+    char *index = NULL, *model = NULL, *device = NULL;
     size_t ef = 0, threads = 1, cache = 10000, workspaces = 0;
     fn_status st = check_object(c, ja, "recall.ann", err);
     if (st == FN_OK && jq) st = check_object(c, jq, "recall.query_ann", err);
@@ -302,15 +302,10 @@ static fn_status load_ann(fn_pipeline *p, const cfg_reader *c, json_t *root, jso
     }
     p->ann_params.ef_search = (int)ef;
     if (st == FN_OK && index) {
-        if ((st = fn_ann_load(index, 0, &p->ann, err)) != FN_OK) {
+        if ((st = fn_ann_load(index, 0, &p->ann, err)) != FN_OK)
             fn_error_prefix(err, "recall.ann.index");
-        } else if (!(ids = malloc(strlen(index) + 5))) {
-            st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
-        } else {
-            sprintf(ids, "%s.ids", index);
-            if ((st = fn_ann_ids_load(ids, &p->ann_ids, err)) != FN_OK)
-                fn_error_prefix(err, "recall.ann.index (its item ids)");
-        }
+        else if ((st = fn_store_item_names_load(p->store, &p->item_names, err)) != FN_OK)
+            fn_error_prefix(err, "recall.ann.index (the store's item numbers, its ids)");
     }
     if (st == FN_OK && model) {
         fn_encoder_options eo = {
@@ -324,7 +319,7 @@ static fn_status load_ann(fn_pipeline *p, const cfg_reader *c, json_t *root, jso
         else if (!(p->qcache = fn_query_cache_new(cache, fn_encoder_dim(p->encoder))))
             st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
     }
-    free(index), free(model), free(device), free(ids);
+    free(index), free(model), free(device);
     return st;
 }
 
@@ -593,7 +588,7 @@ void fn_pipeline_unref(fn_pipeline *p)
     fn_popularity_free(p->pop);
     fn_cooc_free(p->cooc);
     fn_ann_free(p->ann);
-    fn_ann_ids_free(p->ann_ids);
+    fn_store_item_names_free(p->item_names);
     fn_encoder_free(p->encoder);
     fn_query_cache_free(p->qcache);
     fn_reranker_free(p->reranker);

@@ -46,7 +46,7 @@ struct fn_pipeline {
     fn_cooc *cooc;
     /* the ANN channels: the items' index with its id map, the encoder for queries */
     fn_ann *ann;
-    fn_ann_ids *ann_ids;
+    fn_store_item_names *item_names; /* the store's numbers: the index's ids */
     fn_ann_params ann_params;
     struct fn_encoder *encoder;
     struct fn_query_cache *qcache;

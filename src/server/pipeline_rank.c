@@ -183,7 +183,7 @@ static size_t visible(const request *r, const fn_recall_item *in, size_t n, size
     return m;
 }
 
-/* ANN ids and scores to visible items (their ids from the index's id map). */
+/* ANN ids and scores to visible items (ANN ids are the store's item numbers). */
 static fn_status ann_list(request *r, const int64_t *ids, const float *scores, size_t n,
                           size_t quota, fn_recall_channel *ch, fn_error *err)
 {
@@ -191,7 +191,8 @@ static fn_status ann_list(request *r, const int64_t *ids, const float *scores, s
     fn_recall_item *items = alloc(r, (n + 1) * sizeof *items, &st, err);
     size_t m = 0;
     for (size_t i = 0; st == FN_OK && i < n && m < quota; i++) {
-        const char *id = ids[i] >= 0 ? fn_ann_ids_get(r->p->ann_ids, ids[i], NULL) : NULL;
+        const char *id =
+            ids[i] >= 0 ? fn_store_item_names_get(r->p->item_names, ids[i], NULL) : NULL;
         if (id && !is_hidden(r, id)) items[m++] = (fn_recall_item){id, scores[i]};
     }
     ch->items = items, ch->n = m, ch->quota = quota;

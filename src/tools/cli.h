@@ -30,7 +30,7 @@ int fn_cmd_encode(int argc, char **argv);
 int fn_cmd_train(int argc, char **argv);
 int fn_cmd_eval(int argc, char **argv);
 int fn_cmd_index(int argc, char **argv);
-int fn_cmd_index_edit(int argc, char **argv); /* `funnel index delete|rebuild`, index_edit.c */
+int fn_cmd_index_edit(int argc, char **argv); /* `funnel index add|delete|rebuild` */
 int fn_cmd_cooc(int argc, char **argv);
 int fn_cmd_recall(int argc, char **argv);
 int fn_cmd_rerank(int argc, char **argv);

@@ -1,5 +1,5 @@
 /*
- * cmd_store.c - `funnel store load|get|dump`: fills the feature store from a
+ * cmd_store.c - `funnel store load|get|dump|upgrade`: fills the feature store from a
  * TFRecord file of tf.Example, and prints what it holds as JSON lines, so a
  * store can be seeded offline before funneld serves from it and inspected
  * while it does.
@@ -27,6 +27,7 @@ static const char usage_text[] =
     "                         [--vector-key KEY] [--json]\n"
     "       funnel store get --store DIR --family users|items ID\n"
     "       funnel store dump --store DIR --family users|items\n"
+    "       funnel store upgrade --store DIR\n"
     "\n"
     "load  put each tf.Example of FILE (plain or gzip TFRecord) into the store as the\n"
     "      record of its id. The id comes from feature KEY: one bytes value, or one\n"
@@ -36,10 +37,13 @@ static const char usage_text[] =
     "      anything is written; each batch is synced to disk as it is written.\n"
     "get   print the record of ID; exit 1 when there is none\n"
     "dump  print every record of the family, in id byte order\n"
+    "upgrade  bring a store of an older format up to this funnel's (format 1: number\n"
+    "      its items, in id byte order); any open for writing does it too\n"
     "\n"
     "get and dump print one JSON line per record:\n"
-    "  {\"id\": \"...\", \"version\": N, \"features\": <tensorflow.Features in proto3 JSON>,\n"
-    "   \"vector\": [...]}   (vector only when the record has one)\n"
+    "  {\"id\": \"...\", \"number\": N, \"version\": N, \"features\": <tensorflow.Features\n"
+    "   in proto3 JSON>, \"vector\": [...]}   (vector only when the record has one;\n"
+    "   number for items: the item's stable int64 id, its id in ANN indexes)\n"
     "They open the store read-only, so they work while another process writes it.\n"
     "\n"
     "options:\n"
@@ -334,10 +338,13 @@ static int cmd_load(const options *opts)
 
 /* ---- get, dump ---- */
 
-static void record_json(fn_buf *b, const char *id, size_t id_len, const fn_store_record *r)
+/* number: the item's number, -1 for none (users, an unnumbered store) */
+static void record_json(fn_buf *b, const char *id, size_t id_len, int64_t number,
+                        const fn_store_record *r)
 {
     fn_buf_puts(b, "{\"id\": ");
     fn_buf_json_string(b, id, id_len);
+    if (number >= 0) fn_buf_printf(b, ", \"number\": %lld", (long long)number);
     fn_buf_printf(
         b, ", \"version\": %llu, \"features\": ", (unsigned long long)fn_store_record_version(r));
     const Tensorflow__Features *f = fn_store_record_features(r);
@@ -356,6 +363,16 @@ static void record_json(fn_buf *b, const char *id, size_t id_len, const fn_store
         fn_buf_putc(b, ']');
     }
     fn_buf_puts(b, "}\n");
+}
+
+/* The item's number for record_json: -1 for users and in a store without numbers. */
+static fn_status number_of(fn_store *s, fn_store_family family, const char *id, size_t id_len,
+                           int64_t *out, fn_error *err)
+{
+    *out = -1;
+    if (family != FN_STORE_ITEMS) return FN_OK;
+    fn_status st = fn_store_item_number(s, id, id_len, out, err);
+    return st == FN_ERR_UNSUPPORTED || st == FN_ERR_NOT_FOUND ? FN_OK : st;
 }
 
 static fn_status open_read_only(const options *o, fn_store **s, fn_error *err)
@@ -381,11 +398,14 @@ static int cmd_get(const options *o, const char *id)
     fn_store *s;
     if (open_read_only(o, &s, &err) != FN_OK) return fn_cli_fail("store get", &err);
     fn_store_record *r;
+    int64_t number = -1;
     fn_status st = fn_store_get(s, o->family, id, strlen(id), &r, &err);
+    if (st == FN_OK && (st = number_of(s, o->family, id, strlen(id), &number, &err)) != FN_OK)
+        fn_store_record_release(r);
     fn_store_close(s);
     if (st != FN_OK) return fn_cli_fail("store get", &err);
     fn_buf out = FN_BUF_INIT;
-    record_json(&out, id, strlen(id), r);
+    record_json(&out, id, strlen(id), number, r);
     fn_store_record_release(r);
     int rc = flush_stdout("store get", &out);
     fn_buf_free(&out);
@@ -414,8 +434,14 @@ static int cmd_dump(const options *o)
             rc = fn_cli_fail("store dump", &err);
             break;
         }
-        record_json(&out, id, id_len, r);
+        int64_t number;
+        st = number_of(s, o->family, id, id_len, &number, &err);
+        if (st == FN_OK) record_json(&out, id, id_len, number, r);
         fn_store_record_release(r);
+        if (st != FN_OK) {
+            rc = fn_cli_fail("store dump", &err);
+            break;
+        }
         if (out.len >= (1u << 16)) {
             if ((rc = flush_stdout("store dump", &out)) != FN_EXIT_OK) break;
             fn_buf_reset(&out);
@@ -428,6 +454,18 @@ static int cmd_dump(const options *o)
     fn_store_iter_close(it);
     fn_store_close(s);
     return rc;
+}
+
+static int cmd_upgrade(const options *o)
+{
+    fn_error err = {0};
+    fn_store *s;
+    fn_store_options so = {.cache_disabled = 1};
+    if (fn_store_open(o->store, &so, &s, &err) != FN_OK) return fn_cli_fail("store upgrade", &err);
+    fprintf(stderr, "funnel store: %s is up to date (format 2; item numbers given: %lld)\n",
+            o->store, (long long)fn_store_item_numbers_end(s));
+    fn_store_close(s);
+    return FN_EXIT_OK;
 }
 
 int fn_cmd_store(int argc, char **argv)
@@ -481,9 +519,16 @@ int fn_cmd_store(int argc, char **argv)
     }
     const char *sub = args[0];
     int is_load = strcmp(sub, "load") == 0;
-    if (!is_load && strcmp(sub, "get") != 0 && strcmp(sub, "dump") != 0)
+    if (!is_load && strcmp(sub, "get") != 0 && strcmp(sub, "dump") != 0 &&
+        strcmp(sub, "upgrade") != 0)
         return fn_cli_usage_error("store", "unknown subcommand '%s'", sub);
     if (!o.store) return fn_cli_usage_error("store", "--store is required");
+    if (strcmp(sub, "upgrade") == 0) {
+        if (nargs != 1 || o.family_name || o.input || o.id_key || o.has_version || o.version_key ||
+            o.vector_key || o.json)
+            return fn_cli_usage_error("store", "upgrade takes --store DIR only");
+        return cmd_upgrade(&o);
+    }
     if (!o.family_name) return fn_cli_usage_error("store", "--family is required");
     if (!is_load &&
         (o.input || o.id_key || o.has_version || o.version_key || o.vector_key || o.json))

@@ -1,11 +1,11 @@
 /*
- * index_edit.c - `funnel index delete` and `funnel index rebuild`: the
- * maintenance of an index file between builds. delete marks items as
- * tombstones (searches skip them and over-fetch so k results still come
- * back); rebuild compacts the tombstones away, re-adding the live vectors
- * under their own ids. Both write the index atomically, in place or to
- * --out; with --out, the item id map (FILE.ids) goes along, since ids do
- * not change.
+ * index_edit.c - `funnel index add`, `delete` and `rebuild`: the maintenance
+ * of an index file between builds. add puts in the feature store's items
+ * that the index does not hold yet, under their store numbers, without
+ * touching the rest; delete marks items as tombstones (searches skip them and
+ * over-fetch so k results still come back); rebuild compacts the tombstones
+ * away, re-adding the live vectors under their own ids. Each writes the index
+ * atomically, in place or to --out.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -16,44 +16,71 @@
 #include "cli.h"
 #include "common/clock.h"
 #include "common/file.h"
+#include "common/progress.h"
+#include "features/store.h"
+#include "index_store.h"
 #include "recall/recall.h"
 
 static const char usage_text[] =
-    "usage: funnel index delete --index FILE (--ids N[,N...] | --items ID[,ID...])\n"
+    "usage: funnel index add --index FILE --store DIR [--vector-key KEY]\n"
+    "                        [--text-key KEY [--model DIR]] [--skip-missing]\n"
+    "                        [--threads N] [--out FILE] [--json]\n"
+    "       funnel index delete --index FILE (--ids N[,N...] | --items ID[,ID...] --store DIR)\n"
     "                           [--out FILE] [--json]\n"
     "       funnel index rebuild --index FILE [--out FILE] [--json]\n"
     "\n"
+    "add      add the items of the feature store that the index does not hold yet\n"
+    "         (new since the build or the last add), each under the store's number for\n"
+    "         it, with its vector taken as `funnel index build --store` takes it. Items\n"
+    "         in the index are left as they are; deleted ones stay out until a rebuild.\n"
     "delete   mark vectors deleted (tombstones): searches leave them out and fetch\n"
     "         more so that k results still come back. --ids gives index ids (row\n"
-    "         numbers of a --vectors build), --items item ids of a --store build\n"
-    "         (looked up in FILE.ids). Ids that are not in the index, or deleted\n"
-    "         already, are reported and skipped.\n"
+    "         numbers of a --vectors build, store numbers of a --store build), --items\n"
+    "         item ids of a --store build, looked up in the store. Ids that are not in\n"
+    "         the index, or deleted already, are reported and skipped.\n"
     "rebuild  compact the index: the live vectors are added again, under the same ids,\n"
     "         to an emptied copy of the trained index, and the tombstones dropped.\n"
     "\n"
-    "Both write FILE again atomically, or --out FILE (and, when FILE.ids exists,\n"
-    "OUT.ids with it).\n"
+    "Each writes FILE again atomically, or --out FILE.\n"
     "\n"
     "options:\n"
-    "  --index FILE    the index (funnel index build)\n"
-    "  --ids LIST      delete: index ids, comma-separated\n"
-    "  --items LIST    delete: item ids, comma-separated (needs FILE.ids)\n"
-    "  --out FILE      where to write (default: FILE itself)\n"
-    "  --json          delete: {\"asked\", \"deleted\", \"live\", \"tombstones\", \"out\"};\n"
-    "                  rebuild: {\"live\", \"tombstones_before\", \"seconds\", \"out\"}\n";
+    "  --index FILE      the index (funnel index build)\n"
+    "  --store DIR       add: the feature store the index was built from; delete --items:\n"
+    "                    where the item ids are looked up\n"
+    "  --vector-key KEY  add: take vectors from this float_list feature\n"
+    "  --text-key KEY    add: encode this bytes feature for items without a vector\n"
+    "  --model DIR       add --text-key: the encoder (default models/all-MiniLM-L6-v2)\n"
+    "  --skip-missing    add: leave out items with neither a vector nor the text\n"
+    "  --threads N       add: threads for encoding and adding (default: all CPUs)\n"
+    "  --ids LIST        delete: index ids, comma-separated\n"
+    "  --items LIST      delete: item ids, comma-separated (with --store)\n"
+    "  --out FILE        where to write (default: FILE itself)\n"
+    "  --json            add: {\"added\", \"encoded\", \"already\", \"deleted_kept_out\",\n"
+    "                    \"skipped\", \"live\", \"out\"}; delete: {\"asked\", \"deleted\", "
+    "\"live\",\n"
+    "                    \"tombstones\", \"out\"}; rebuild: {\"live\", \"tombstones_before\",\n"
+    "                    \"seconds\", \"out\"}\n";
 
 typedef struct args {
-    const char *index, *ids, *items, *out;
-    int json;
+    const char *index, *ids, *items, *out, *store, *vector_key, *text_key, *model;
+    uint64_t threads;
+    int json, skip_missing, has_threads;
 } args;
 
 static int parse(const char *cmd, int argc, char **argv, args *a)
 {
+    enum { O_STORE = 256, O_VECTOR_KEY, O_TEXT_KEY, O_MODEL, O_SKIP, O_THREADS };
     static const struct option opts[] = {{"index", required_argument, 0, 'i'},
                                          {"ids", required_argument, 0, 'd'},
                                          {"items", required_argument, 0, 't'},
                                          {"out", required_argument, 0, 'o'},
                                          {"json", no_argument, 0, 'j'},
+                                         {"store", required_argument, 0, O_STORE},
+                                         {"vector-key", required_argument, 0, O_VECTOR_KEY},
+                                         {"text-key", required_argument, 0, O_TEXT_KEY},
+                                         {"model", required_argument, 0, O_MODEL},
+                                         {"skip-missing", no_argument, 0, O_SKIP},
+                                         {"threads", required_argument, 0, O_THREADS},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     *a = (args){0};
@@ -76,6 +103,26 @@ static int parse(const char *cmd, int argc, char **argv, args *a)
             break;
         case 'j':
             a->json = 1;
+            break;
+        case O_STORE:
+            a->store = optarg;
+            break;
+        case O_VECTOR_KEY:
+            a->vector_key = optarg;
+            break;
+        case O_TEXT_KEY:
+            a->text_key = optarg;
+            break;
+        case O_MODEL:
+            a->model = optarg;
+            break;
+        case O_SKIP:
+            a->skip_missing = 1;
+            break;
+        case O_THREADS:
+            if (!fn_cli_u64(cmd, "--threads", optarg, &a->threads)) return FN_EXIT_USAGE;
+            if (a->threads > 4096) return fn_cli_usage_error(cmd, "--threads must be at most 4096");
+            a->has_threads = 1;
             break;
         case 'h':
             fputs(usage_text, stdout);
@@ -118,59 +165,34 @@ static int split_list(const char *cmd, const char *opt, char *s, char ***parts, 
     return -1;
 }
 
-/* Copies FILE.ids to OUT.ids atomically when the index has one and goes elsewhere. */
-static fn_status carry_ids(const char *index, const char *out, fn_error *err)
-{
-    if (!strcmp(index, out)) return FN_OK;
-    size_t li = strlen(index), lo = strlen(out);
-    char *from = malloc(li + 5), *to = malloc(lo + 5);
-    fn_status st = from && to ? FN_OK : fn_error_set(err, FN_ERR_NOMEM, "out of memory");
-    fn_buf b = FN_BUF_INIT;
-    if (st == FN_OK) {
-        sprintf(from, "%s.ids", index), sprintf(to, "%s.ids", out);
-        st = fn_file_read_all(from, (size_t)1 << 34, &b, err);
-        if (st == FN_ERR_NOT_FOUND) {
-            st = FN_OK; /* an index of --vectors: no id map */
-        } else if (st == FN_OK) {
-            st = fn_file_write_atomic(to, b.data, b.len, err);
-        }
-    }
-    fn_buf_free(&b);
-    free(from), free(to);
-    return st;
-}
-
-/* The index ids of the item ids in names, through FILE.ids; unknown items get -1. */
-static fn_status resolve_items(const char *index, char **names, size_t n, int64_t *ids,
+/* The index ids of the item ids in names: their store numbers; unknown items get -1. */
+static fn_status resolve_items(const char *store, char **names, size_t n, int64_t *ids,
                                fn_error *err)
 {
-    char *path = malloc(strlen(index) + 5);
-    if (!path) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
-    sprintf(path, "%s.ids", index);
-    fn_ann_ids *map = NULL;
-    fn_status st = fn_ann_ids_load(path, &map, err);
-    if (st == FN_ERR_NOT_FOUND)
-        st = fn_error_set(err, FN_ERR_INVALID,
-                          "%s not found: --items needs the id map of a --store build "
-                          "(use --ids for a --vectors build)",
-                          path);
-    free(path);
-    if (st != FN_OK) return st;
-    for (size_t k = 0; k < n; k++) ids[k] = -1;
-    const size_t count = fn_ann_ids_count(map);
-    for (size_t i = 0; i < count; i++) {
-        const char *name = fn_ann_ids_get(map, (int64_t)i, NULL);
-        for (size_t k = 0; k < n; k++)
-            if (ids[k] < 0 && !strcmp(name, names[k])) ids[k] = (int64_t)i;
+    fn_store_options so = {.read_only = 1, .cache_disabled = 1};
+    fn_store *s = NULL;
+    fn_status st = fn_store_open(store, &so, &s, err);
+    for (size_t k = 0; st == FN_OK && k < n; k++) {
+        fn_error nerr = {0};
+        st = fn_store_item_number(s, names[k], strlen(names[k]), &ids[k], &nerr);
+        if (st == FN_ERR_NOT_FOUND) {
+            ids[k] = -1;
+            st = FN_OK;
+        } else if (st != FN_OK && err) {
+            *err = nerr;
+        }
     }
-    fn_ann_ids_free(map);
-    return FN_OK;
+    fn_store_close(s);
+    return st;
 }
 
 static int run_delete(const args *a)
 {
     static const char *cmd = "index delete";
     if (!a->ids == !a->items) return fn_cli_usage_error(cmd, "give --ids or --items");
+    if (!a->items != !a->store)
+        return fn_cli_usage_error(cmd, "--items goes with --store DIR (the store the index was "
+                                       "built from), and --store with --items");
     char *list = strdup(a->ids ? a->ids : a->items);
     char **parts = NULL;
     size_t n = 0;
@@ -200,7 +222,7 @@ static int run_delete(const args *a)
         free(ids), free(parts), free(list);
         return rc;
     }
-    if (st == FN_OK && a->items) st = resolve_items(a->index, parts, n, ids, &err);
+    if (st == FN_OK && a->items) st = resolve_items(a->store, parts, n, ids, &err);
     fn_ann *ann = NULL;
     if (st == FN_OK) st = fn_ann_load(a->index, 0, &ann, &err);
     size_t deleted = 0;
@@ -208,7 +230,7 @@ static int run_delete(const args *a)
     size_t known = 0;
     for (size_t k = 0; st == FN_OK && k < n; k++) {
         if (ids[k] < 0)
-            fprintf(stderr, "funnel %s: item '%s' is not in the index: skipped\n", cmd, parts[k]);
+            fprintf(stderr, "funnel %s: item '%s' is not in the store: skipped\n", cmd, parts[k]);
         else
             ids[known++] = ids[k];
     }
@@ -218,7 +240,6 @@ static int run_delete(const args *a)
                 cmd, known - deleted);
     const char *out = a->out ? a->out : a->index;
     if (st == FN_OK) st = fn_ann_save(ann, out, &err);
-    if (st == FN_OK) st = carry_ids(a->index, out, &err);
     if (st == FN_OK) {
         if (a->json)
             printf("{\"asked\": %zu, \"deleted\": %zu, \"live\": %zu, \"tombstones\": %zu, "
@@ -246,7 +267,6 @@ static int run_rebuild(const args *a)
     const double seconds = (double)(fn_now_ns() - t0) * 1e-9;
     const char *out = a->out ? a->out : a->index;
     if (st == FN_OK) st = fn_ann_save(ann, out, &err);
-    if (st == FN_OK) st = carry_ids(a->index, out, &err);
     if (st == FN_OK) {
         if (a->json)
             printf("{\"live\": %zu, \"tombstones_before\": %zu, \"seconds\": %.3f, "
@@ -260,11 +280,77 @@ static int run_rebuild(const args *a)
     return st == FN_OK ? FN_EXIT_OK : fn_cli_fail(cmd, &err);
 }
 
+/* Vectors added per call: the progress bar moves between them. */
+#define ADD_CHUNK 4096
+
+static int run_add(const args *a)
+{
+    static const char *cmd = "index add";
+    if (a->ids || a->items) return fn_cli_usage_error(cmd, "--ids and --items go with delete");
+    if (!a->store) return fn_cli_usage_error(cmd, "--store DIR is required");
+    if (a->model && !a->text_key) return fn_cli_usage_error(cmd, "--model goes with --text-key");
+    fn_error err = {0};
+    fn_ann *ann = NULL;
+    store_items si = {0};
+    fn_status st = fn_ann_set_threads((int)a->threads, &err);
+    if (st == FN_OK) st = fn_ann_load(a->index, 0, &ann, &err);
+    index_source src = {.store = a->store,
+                        .vector_key = a->vector_key,
+                        .text_key = a->text_key,
+                        .model = a->model,
+                        .threads = a->threads,
+                        .skip_missing = a->skip_missing,
+                        .known = ann};
+    if (st == FN_OK) st = index_read_store(&src, &si, &err);
+    if (st == FN_OK && si.n && si.dim != fn_ann_dim(ann))
+        st = fn_error_set(&err, FN_ERR_INVALID,
+                          "the store's vectors have dimension %zu, the index %zu: the index was "
+                          "built from other vectors",
+                          si.dim, fn_ann_dim(ann));
+    if (st == FN_OK && si.n && !fn_ann_is_trained(ann))
+        st = fn_error_set(&err, FN_ERR_INVALID, "%s is not trained", a->index);
+    fn_progress *bar = st == FN_OK && si.n ? fn_progress_new("vectors", si.n) : NULL;
+    for (size_t i = 0; st == FN_OK && i < si.n; i += ADD_CHUNK) {
+        size_t m = si.n - i < ADD_CHUNK ? si.n - i : ADD_CHUNK;
+        st = fn_ann_add(ann, m, si.vecs + i * si.dim, si.numbers + i, &err);
+        fn_progress_update(bar, i + m, NULL);
+    }
+    if (bar) fn_progress_finish(bar);
+    const char *out = a->out ? a->out : a->index;
+    /* nothing new: the index is left as it is (or copied to --out) */
+    if (st == FN_OK && (si.n || a->out)) st = fn_ann_save(ann, out, &err);
+    if (st == FN_OK) {
+        if (a->json)
+            printf("{\"added\": %zu, \"encoded\": %zu, \"already\": %zu, "
+                   "\"deleted_kept_out\": %zu, \"skipped\": %zu, \"live\": %zu, \"out\": \"%s\"}\n",
+                   si.n, si.n_encoded, si.n_present, si.n_tombstoned, si.n_skipped,
+                   fn_ann_count(ann), out);
+        else
+            printf("added %zu items (%zu encoded from text); %zu were in the index already, %zu "
+                   "deleted ones kept out until a rebuild, %zu without a vector or text skipped; "
+                   "%zu live; %s %s\n",
+                   si.n, si.n_encoded, si.n_present, si.n_tombstoned, si.n_skipped,
+                   fn_ann_count(ann), si.n || a->out ? "wrote" : "left", out);
+    }
+    fn_ann_free(ann);
+    store_items_free(&si);
+    return st == FN_OK ? FN_EXIT_OK : fn_cli_fail(cmd, &err);
+}
+
 int fn_cmd_index_edit(int argc, char **argv)
 {
-    const int del = !strcmp(argv[0], "delete");
+    const char *cmd = !strcmp(argv[0], "add")      ? "index add"
+                      : !strcmp(argv[0], "delete") ? "index delete"
+                                                   : "index rebuild";
     args a;
-    int rc = parse(del ? "index delete" : "index rebuild", argc, argv, &a);
+    int rc = parse(cmd, argc, argv, &a);
     if (rc >= 0) return rc;
-    return del ? run_delete(&a) : run_rebuild(&a);
+    if (strcmp(argv[0], "add") != 0 &&
+        (a.vector_key || a.text_key || a.model || a.skip_missing || a.has_threads))
+        return fn_cli_usage_error(cmd, "--vector-key, --text-key, --model, --skip-missing and "
+                                       "--threads go with add");
+    if (!strcmp(argv[0], "add")) return run_add(&a);
+    if (!strcmp(argv[0], "delete")) return run_delete(&a);
+    if (a.store) return fn_cli_usage_error(cmd, "--store goes with add and delete");
+    return run_rebuild(&a);
 }

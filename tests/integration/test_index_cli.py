@@ -203,8 +203,8 @@ def main():
     f.run("delete", "--index", p("edit.idx"), rc=2, err="give --ids or --items")
     f.run("delete", "--index", p("edit.idx"), "--ids", "1,x", rc=2, err="'x' is not an index id")
     f.run("delete", "--index", p("edit.idx"), "--ids", "1,,2", rc=2, err="empty entry")
-    f.run("delete", "--index", p("edit.idx"), "--items", "a", rc=1,
-          err="--items needs the id map")
+    f.run("delete", "--index", p("edit.idx"), "--items", "a", rc=2,
+          err="--items goes with --store")
     f.run("rebuild", "--index", p("nothing.idx"), rc=1, err="nothing.idx")
 
     # ---- failures: messages, exit 1, nothing half-written ----

@@ -1,14 +1,17 @@
 #!/usr/bin/python3
-"""`funnel index build --store` end to end.
+"""`funnel index build --store` and `funnel index add` end to end.
 
 Loads generated items with vectors into a feature store with `funnel store load`, builds
-indexes from it and checks: the item count and dimension, the ids sidecar (INDEX.ids: item
-ids in the store's byte order, ANN id = line), that every item's own vector finds it first
-(through --ids and through --results, which prints the item ids), --vector-key, clear errors
-for vectors of mismatched dimension, an item without a vector and a store without items
-(nothing written), a --vectors build removing a stale sidecar, and a damaged sidecar. When
-the encoder model folder exists, the --text-key path encodes a few titles and each title's
-own embedding (from `funnel encode`) finds its item first; otherwise that part is skipped.
+indexes from it and checks: the item count and dimension, that the index ids are the store's
+item numbers (given in the order the items arrived, shown by `funnel store get`), that every
+item's own vector finds it first (through --ids and through --results --store, which prints
+the item ids, odd bytes included), --vector-key, clear errors for vectors of mismatched
+dimension, an item without a vector, a store without items (nothing written) and results
+read against another store. `funnel index add` adds the items loaded later (to Flat and to
+HNSW), leaves the ones it holds alone and keeps deleted ones out; `funnel index delete
+--items` finds items through the store. When the encoder model folder exists, the
+--text-key path encodes a few titles (at build and at add) and each title's own embedding
+(from `funnel encode`) finds its item first; otherwise that part is skipped.
 """
 import argparse
 import base64
@@ -78,14 +81,8 @@ class Funnel:
         return db
 
 
-def read_sidecar(path):
-    lines = open(path, "rb").read().split(b"\n")
-    assert lines[-1] == b"" and lines[-2].startswith(b"end "), lines[-3:]
-    head = lines[0].split()
-    assert head[:2] == [b"funnel-ann-ids", b"1"], head
-    ids = lines[1:-2]
-    assert int(head[2]) == len(ids), (head, len(ids))
-    return [i.decode() for i in ids]
+def results(path):
+    return [json.loads(line) for line in open(path)]
 
 
 def main():
@@ -98,70 +95,119 @@ def main():
     p = lambda name: os.path.join(tmp, name)
     rng = np.random.default_rng(11)
 
-    # Items in shuffled order; ids of several widths so byte order differs from numbers.
+    # Items in shuffled order; ids of several widths so byte order differs from arrival.
     ids = [f"item-{i}" for i in range(N)]
     vecs = rng.standard_normal((N, DIM)) * rng.uniform(0.5, 3.0, (N, 1))  # not normalised
     vecs2 = rng.standard_normal((N, DIM2))
     order = rng.permutation(N)
-    db = f.store(tmp, "db", [item_json(ids[i], vecs[i], vecs2[i]) for i in order])
-    byte_order = sorted(range(N), key=lambda i: ids[i].encode())
-    want_ids = [ids[i] for i in byte_order]
+    first = order[: N - 40]  # loaded now; the last 40 come later, for `index add`
+    later = order[N - 40:]
+    db = f.store(tmp, "db", [item_json(ids[i], vecs[i], vecs2[i]) for i in first])
+    # the store numbers items in the order they arrive
+    got = json.loads(f.run("store", "get", "--store", db, "--family", "items", ids[first[7]]))
+    assert got["number"] == 7, got
+    assert "up to date" in subprocess.run([args.funnel, "store", "upgrade", "--store", db],
+                                          capture_output=True, text=True, check=True).stderr
 
     # ---- usage ----
     out = f.run("index", "--help")
-    assert "--text-key" in out and "--vector-key" in out and ".ids" in out, out
+    assert "--text-key" in out and "--vector-key" in out and "store's number" in out, out
+    assert "deleted ones stay out" in f.run("index", "add", "--help")
     f.run("index", "build", "--vectors", p("x.fvecs"), "--factory", "Flat", "--out", p("x"),
           "--text-key", "title", rc=2, err="go with --store")
     f.run("index", "build", "--store", db, "--factory", "Flat", "--out", p("x"), "--model",
           args.model, rc=2, err="--model goes with --text-key")
     f.run("index", "search", "--index", p("x"), "--queries", p("x.fvecs"), "-k", "1",
           "--text-key", "t", rc=2, err="apply to build only")
+    f.run("index", "search", "--index", p("x"), "--queries", p("x.fvecs"), "-k", "1",
+          "--store", db, rc=2, err="--store with --results only")
+    f.run("index", "add", "--index", p("x"), rc=2, err="--store DIR is required")
+    f.run("index", "rebuild", "--index", p("x"), "--store", db, rc=2, err="goes with add and")
+    f.run("index", "rebuild", "--index", p("x"), "--text-key", "t", rc=2, err="go with add")
 
-    # ---- Flat from the store: count, dimension, sidecar, own vector first ----
+    # ---- Flat from the store: count, dimension, ids = store numbers, own vector first ----
+    n0 = len(first)
     built = json.loads(f.run("index", "build", "--store", db, "--factory", "Flat", "--out",
                              p("flat.idx"), "--json"))
-    assert built["vectors"] == N and built["dim"] == DIM and built["encoded"] == 0, built
-    assert built["ids"] == p("flat.idx.ids"), built
-    assert read_sidecar(p("flat.idx.ids")) == want_ids, "sidecar ids are not in byte order"
-    write_fvecs(p("own.fvecs"), vecs[byte_order])
+    assert built["vectors"] == n0 and built["dim"] == DIM and built["encoded"] == 0, built
+    write_fvecs(p("own.fvecs"), vecs[first])
     r = json.loads(f.run("index", "search", "--index", p("flat.idx"), "--queries",
                          p("own.fvecs"), "-k", "3", "--ids", p("own.ivecs"), "--results",
-                         p("own.jsonl"), "--json"))
-    assert r["vectors"] == N and r["queries"] == N, r
+                         p("own.jsonl"), "--store", db, "--json"))
+    assert r["vectors"] == n0 and r["queries"] == n0, r
     got = read_ivecs(p("own.ivecs"))
-    assert (got[:, 0] == np.arange(N)).all(), "an item's own vector did not find it first"
-    res = [json.loads(line) for line in open(p("own.jsonl"))]
-    assert len(res) == N
-    assert [x["ids"][0] for x in res] == want_ids, res[:3]
+    assert (got[:, 0] == np.arange(n0)).all(), "an item's own vector did not find its number"
+    res = results(p("own.jsonl"))
+    assert [x["ids"][0] for x in res] == [ids[i] for i in first], res[:3]
     assert all(len(x["ids"]) == 3 and abs(x["scores"][0] - 1) < 1e-4 for x in res), res[:3]
-    # Deterministic: a rebuild writes the same sidecar.
-    f.run("index", "build", "--store", db, "--factory", "Flat", "--out", p("flat2.idx"))
-    assert open(p("flat2.idx.ids"), "rb").read() == open(p("flat.idx.ids"), "rb").read()
+    # without --store, --results prints the index ids
+    f.run("index", "search", "--index", p("flat.idx"), "--queries", p("own.fvecs"), "-k", "1",
+          "--results", p("num.jsonl"))
+    assert [x["ids"][0] for x in results(p("num.jsonl"))] == list(range(n0))
 
-    # Ids with bytes the sidecar escapes (newline, '%', DEL) come back as they were.
+    # Ids with odd bytes (newline, '%', DEL, not UTF-8) come back as they were.
     odd_ids = ["a%41b", "line\nbreak", "sp ace", "x\x7fy"]
     odd = f.store(tmp, "odd", [item_json(i, vecs[k]) for k, i in enumerate(odd_ids)])
     f.run("index", "build", "--store", odd, "--factory", "Flat", "--out", p("odd.idx"))
-    side = open(p("odd.idx.ids"), "rb").read()
-    assert b"a%2541b\nline%0Abreak\nsp ace\nx%7Fy\n" in side, side
     write_fvecs(p("odd.fvecs"), vecs[:4])
     f.run("index", "search", "--index", p("odd.idx"), "--queries", p("odd.fvecs"), "-k", "1",
-          "--results", p("odd.jsonl"))
-    assert [json.loads(line)["ids"][0] for line in open(p("odd.jsonl"))] == odd_ids
+          "--results", p("odd.jsonl"), "--store", odd)
+    assert [x["ids"][0] for x in results(p("odd.jsonl"))] == odd_ids
+    # Results read against another store: numbers it does not have are an error, not a guess.
+    f.run("index", "search", "--index", p("flat.idx"), "--queries", p("own.fvecs"), "-k", "1",
+          "--results", p("r.jsonl"), "--store", odd, rc=1, err="built from another store")
 
     # ---- HNSW from the store ----
     built = json.loads(f.run("index", "build", "--store", db, "--factory", "HNSW16,Flat",
                              "--out", p("hnsw.idx"), "--threads", "1", "--json"))
-    assert built["vectors"] == N, built
+    assert built["vectors"] == n0, built
     f.run("index", "search", "--index", p("hnsw.idx"), "--queries", p("own.fvecs"), "-k", "1",
           "--ids", p("hnsw.ivecs"))
-    assert (read_ivecs(p("hnsw.ivecs"))[:, 0] == np.arange(N)).mean() >= 0.99
+    assert (read_ivecs(p("hnsw.ivecs"))[:, 0] == np.arange(n0)).mean() >= 0.99
+
+    # ---- index add: the items loaded since, and an update of one already there ----
+    rec = os.path.join(tmp, "later.tfrecord")
+    with open(p("later.jsonl"), "w") as fh:
+        fh.write("\n".join(item_json(ids[i], vecs[i], vecs2[i]) for i in later) + "\n")
+        fh.write(item_json(ids[first[0]], vecs[first[0]], vecs2[first[0]]) + "\n")
+    f.run("tfrecord", "from-jsonl", p("later.jsonl"), rec)
+    f.run("store", "load", "--store", db, "--family", "items", "--input", rec, "--id-key",
+          "item_id", "--vector-key", "emb", "--version", "2")
+    for name in ("flat.idx", "hnsw.idx"):
+        add = json.loads(f.run("index", "add", "--index", p(name), "--store", db, "--out",
+                               p("more-" + name), "--json"))
+        assert add["added"] == 40 and add["already"] == n0 and add["live"] == N, add
+        write_fvecs(p("all.fvecs"), vecs[order])
+        f.run("index", "search", "--index", p("more-" + name), "--queries", p("all.fvecs"),
+              "-k", "1", "--ids", p("all.ivecs"), "--results", p("all.jsonl"), "--store", db)
+        hits = read_ivecs(p("all.ivecs"))[:, 0] == np.arange(N)
+        assert hits.mean() >= (1.0 if name == "flat.idx" else 0.99), (name, hits.mean())
+        assert [x["ids"][0] for x in results(p("all.jsonl"))][-40:] == [ids[i] for i in later]
+    # nothing new: nothing written
+    before = os.path.getmtime(p("more-flat.idx"))
+    add = json.loads(f.run("index", "add", "--index", p("more-flat.idx"), "--store", db,
+                           "--json"))
+    assert add["added"] == 0 and add["already"] == N, add
+    assert os.path.getmtime(p("more-flat.idx")) == before
+    # a deleted item (found through the store) stays out of later adds until a rebuild
+    gone = ids[later[3]]
+    d = json.loads(f.run("index", "delete", "--index", p("more-flat.idx"), "--items",
+                         gone + ",no-such-item", "--store", db, "--json"))
+    assert d["deleted"] == 1 and d["live"] == N - 1, d
+    add = json.loads(f.run("index", "add", "--index", p("more-flat.idx"), "--store", db,
+                           "--json"))
+    assert add["added"] == 0 and add["deleted_kept_out"] == 1, add
+    f.run("index", "delete", "--index", p("more-flat.idx"), "--items", gone, rc=2,
+          err="--items goes with --store")
+    # a store of other vectors is refused
+    f.run("index", "add", "--index", p("flat.idx"), "--store", db, "--vector-key", "emb2",
+          "--out", p("bad.idx"), rc=1, err="dimension 8, the index 16")
 
     # ---- --vector-key: a float_list feature instead of the stored vector ----
     built = json.loads(f.run("index", "build", "--store", db, "--factory", "Flat", "--out",
                              p("emb2.idx"), "--vector-key", "emb2", "--json"))
     assert built["vectors"] == N and built["dim"] == DIM2, built
-    write_fvecs(p("own2.fvecs"), vecs2[byte_order])
+    write_fvecs(p("own2.fvecs"), vecs2[order])
     f.run("index", "search", "--index", p("emb2.idx"), "--queries", p("own2.fvecs"), "-k", "1",
           "--ids", p("own2.ivecs"))
     assert (read_ivecs(p("own2.ivecs"))[:, 0] == np.arange(N)).all()
@@ -180,29 +226,16 @@ def main():
     built = json.loads(f.run("index", "build", "--store", novec, "--factory", "Flat", "--out",
                              p("skip.idx"), "--skip-missing", "--json"))
     assert built["vectors"] == 1 and built["skipped"] == 1, built
-    assert read_sidecar(p("skip.idx.ids")) == ["a"]
+    write_fvecs(p("a.fvecs"), vecs[:1])
+    f.run("index", "search", "--index", p("skip.idx"), "--queries", p("a.fvecs"), "-k", "2",
+          "--results", p("a.jsonl"), "--store", novec)
+    assert results(p("a.jsonl"))[0]["ids"] == ["a"]
     users = f.store(tmp, "users", [item_json("u1", vecs[0])], family="users")
     f.run("index", "build", "--store", users, "--factory", "Flat", "--out", p("bad.idx"), rc=1,
           err="has no items to index")
     f.run("index", "build", "--store", p("nostore"), "--factory", "Flat", "--out", p("bad.idx"),
           rc=1, err="no store there")
     assert not [n for n in os.listdir(tmp) if n.startswith("bad.idx")], os.listdir(tmp)
-
-    # ---- a damaged sidecar is refused; a --vectors build removes a stale one ----
-    data = bytearray(open(p("flat.idx.ids"), "rb").read())
-    data[len(data) // 2] ^= 0x01
-    open(p("flat2.idx.ids"), "wb").write(data)
-    f.run("index", "search", "--index", p("flat2.idx"), "--queries", p("own.fvecs"), "-k", "1",
-          "--results", p("r.jsonl"), rc=1, err="flat2.idx.ids: checksum mismatch")
-    open(p("flat2.idx.ids"), "wb").write(open(p("flat.idx.ids"), "rb").read()[:-5])
-    f.run("index", "search", "--index", p("flat2.idx"), "--queries", p("own.fvecs"), "-k", "1",
-          "--results", p("r.jsonl"), rc=1, err="flat2.idx.ids: not a funnel item id file")
-    f.run("index", "build", "--vectors", p("own.fvecs"), "--factory", "Flat", "--out",
-          p("flat2.idx"))
-    assert not os.path.exists(p("flat2.idx.ids")), "a --vectors build left a stale .ids"
-    f.run("index", "search", "--index", p("flat2.idx"), "--queries", p("own.fvecs"), "-k", "1",
-          "--results", p("r.jsonl"))
-    assert json.loads(open(p("r.jsonl")).readline())["ids"] == [0]
 
     # ---- --text-key through the encoder ----
     if not os.path.isfile(os.path.join(args.model, "model.safetensors")):
@@ -216,12 +249,24 @@ def main():
                                  "--out", p("texts.idx"), "--text-key", "title", "--model",
                                  args.model, "--threads", "2", "--json"))
         assert built["vectors"] == 6 and built["dim"] == 384 and built["encoded"] == 6, built
-        assert read_sidecar(p("texts.idx.ids")) == sorted(titles), "text sidecar order"
+        # two more titles, encoded by index add
+        more = {"m-7": "Babe (1995)", "m-8": "Dead Man Walking (1995)"}
+        src = p("more-titles.jsonl")
+        with open(src, "w") as fh:
+            fh.write("".join(item_json(i, title=t) + "\n" for i, t in more.items()))
+        f.run("tfrecord", "from-jsonl", src, p("more-titles.tfrecord"))
+        f.run("store", "load", "--store", texts, "--family", "items", "--input",
+              p("more-titles.tfrecord"), "--id-key", "item_id", "--version", "1")
+        add = json.loads(f.run("index", "add", "--index", p("texts.idx"), "--store", texts,
+                               "--text-key", "title", "--model", args.model, "--threads", "2",
+                               "--json"))
+        assert add["added"] == 2 and add["encoded"] == 2 and add["live"] == 8, add
+        titles.update(more)
         f.run("encode", "--model", args.model, "--threads", "2", "--fvecs", p("titles.fvecs"),
               stdin="".join(titles[i] + "\n" for i in sorted(titles)))
         f.run("index", "search", "--index", p("texts.idx"), "--queries", p("titles.fvecs"),
-              "-k", "2", "--results", p("texts.jsonl"))
-        res = [json.loads(line) for line in open(p("texts.jsonl"))]
+              "-k", "2", "--results", p("texts.jsonl"), "--store", texts)
+        res = results(p("texts.jsonl"))
         assert [x["ids"][0] for x in res] == sorted(titles), res
         assert all(x["scores"][0] > 0.999 for x in res), res
         # A store mixing stored vectors of another dimension with texts names both items.
@@ -231,7 +276,8 @@ def main():
               "--text-key", "title", "--model", args.model, rc=1,
               err="item 'b-text': encoded text of dimension 384, but item 'a-vec' has "
                   "dimension 16")
-        print("--text-key: 6 titles encoded, each found first by its own embedding")
+        print("--text-key: 6 titles encoded at build and 2 at add, each found first by its own "
+              "embedding")
 
     print("index --store CLI: all checks passed")
     shutil.rmtree(tmp, ignore_errors=True)

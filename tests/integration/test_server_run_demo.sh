@@ -4,7 +4,8 @@
 # feature store, trains the CTR model, builds the co-occurrence table and the
 # index, trains the reranker on the pipeline's own lists, then runs funneld in
 # the foreground and answers a reranked Rank call; a second run finds
-# everything up to date. The server is always stopped.
+# everything up to date, and takes a new item while it serves (store load,
+# index add, reload: a search finds it). The server is always stopped.
 #   test_server_run_demo.sh SOURCE_DIR BUILD_DIR ML100K_DIR
 set -euo pipefail
 src=${1:?usage: test_server_run_demo.sh SOURCE_DIR BUILD_DIR ML100K_DIR}
@@ -33,6 +34,38 @@ else
   export FUNNEL_DATA=""
   want=""
 fi
+
+# add_item: while funneld serves, a new item goes into the store (with its text's embedding)
+# and into the index (funnel index add, no rebuild); after /admin/reload a search for its
+# text recalls it from the query channel.
+add_item() {
+  local funnel=$build/src/tools/funnel model=${FUNNEL_MODEL_DIR:-$src/models/all-MiniLM-L6-v2}
+  local text="a quantum pastry heist on the rings of saturn"
+  "$funnel" encode --model "$model" <<<"$text" >"$tmp/new.json" || fail "funnel encode"
+  /usr/bin/python3 - "$tmp/new.json" "$text" >"$tmp/new.jsonl" <<'PY' || fail "new item json"
+import base64, json, sys
+vec = json.load(open(sys.argv[1]))["embedding"]
+b = lambda s: base64.b64encode(s.encode()).decode()
+print(json.dumps({"features": {"feature": {
+    "item_id": {"bytesList": {"value": [b("new-item-1")]}},
+    "title": {"bytesList": {"value": [b(sys.argv[2])]}},
+    "embedding": {"floatList": {"value": vec}}}}}))
+PY
+  "$funnel" tfrecord from-jsonl "$tmp/new.jsonl" "$tmp/new.tfrecord" || fail "tfrecord"
+  "$funnel" store load --store "$tmp/demo/store" --family items --input "$tmp/new.tfrecord" \
+    --id-key item_id --vector-key embedding 2>>"$tmp/log" || fail "store load while serving"
+  local added
+  added=$("$funnel" index add --index "$tmp/demo/items.faiss" --store "$tmp/demo/store" --json) ||
+    fail "index add while serving"
+  grep -q '"added": 1, ' <<<"$added" || fail "index add: $added"
+  [[ $(curl -s --max-time 120 -o /dev/null -w '%{http_code}' -X POST \
+    "http://127.0.0.1:$port/admin/reload") == 200 ]] || fail "/admin/reload after index add"
+  local page
+  page=$(curl -s --max-time 60 -H 'Content-Type: application/json' \
+    -d "{\"userId\": \"1\", \"query\": \"$text\", \"pageSize\": 5, \"debug\": true}" \
+    "http://127.0.0.1:$port/funnel.v1.Ranking/Rank")
+  grep -q '"new-item-1"' <<<"$page" || fail "the added item was not recalled: ${page:0:600}"
+}
 
 # run: starts run-demo (which execs funneld, keeping the pid) and waits for the port.
 run() {
@@ -71,6 +104,7 @@ run() {
   offline=$("$build/src/tools/funnel" encode --model "${FUNNEL_MODEL_DIR:-$src/models/all-MiniLM-L6-v2}" <<<"space adventure")
   [[ $(grep -o '[-0-9.e]*' <<<"${served#*values}" | head -3) == $(grep -o '[-0-9.e]*' <<<"${offline#*embedding}" | head -3) ]] ||
     fail "Encode differs from funnel encode: ${served:0:200} / ${offline:0:200}"
+  [[ ${1:-} != add-item ]] || add_item
   kill -TERM "$pid"
   local rc=0
   wait "$pid" || rc=$?
@@ -92,7 +126,7 @@ grep -q "training it into .*reranker.safetensors" "$tmp/log" || fail "no reranke
   -s $tmp/demo/reranker.safetensors && -s $tmp/demo/rerank-lists.svm ]] ||
   fail "model, table, index or reranker missing"
 
-run
+run add-item
 grep -q "demo data in .* is up to date" "$tmp/log" || fail "second run remade the data"
 grep -q "CTR model .* is up to date" "$tmp/log" || fail "second run retrained the CTR model"
 grep -q "ANN index .* is up to date" "$tmp/log" || fail "second run rebuilt the index"

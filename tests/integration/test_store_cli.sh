@@ -123,7 +123,11 @@ expect 0 "" "$funnel" tfrecord from-jsonl "$tmp/versioned.jsonl" "$tmp/versioned
 expect 0 "loaded 1 into $db (family items), ignored 1 older" "$funnel" store load --store "$db" \
   --family items --input "$tmp/versioned.tfrecord" --id-key id --version-key v
 expect 0 "" "$funnel" store get --store "$db" --family items a
-[[ $(cat "$tmp/stdout") == '{"id": "a", "version": 5, '* ]] || fail "version-key: $(cat "$tmp/stdout")"
+# Items carry their number: the first item of the store is number 0.
+[[ $(cat "$tmp/stdout") == '{"id": "a", "number": 0, "version": 5, '* ]] ||
+  fail "version-key: $(cat "$tmp/stdout")"
+expect 0 "is up to date (format 2; item numbers given: 1)" "$funnel" store upgrade --store "$db"
+expect 2 "upgrade takes --store DIR only" "$funnel" store upgrade --store "$db" --family items
 
 # ---- bad records fail naming the record, and nothing is written ----
 cat >"$tmp/noid.jsonl" <<'JSON'

@@ -2,7 +2,9 @@
  * check_store.c - the RocksDB feature store: opening and its errors, the
  * version rule, multi-get through the cache and the cache's bounds,
  * invalidation, concurrent writers and readers, counters and metadata,
- * corrupt values, and durability when the writer is SIGKILLed mid-stream.
+ * corrupt values, item numbers (arrival order, once per id under racing
+ * writers, the upgrade of a format 1 store), and durability when the writer
+ * is SIGKILLed mid-stream (records and their numbers).
  *
  * Tests that fork (another process holding the lock, the kill test) never
  * open RocksDB in the forking process before the fork: RocksDB's background
@@ -908,6 +910,239 @@ START_TEST(dump_iterates_in_id_order)
 }
 END_TEST
 
+/* ---- item numbers ---- */
+
+static int64_t number_of(fn_store *s, const char *id)
+{
+    fn_error err = {0};
+    int64_t n = -2;
+    ck_assert_msg(fn_store_item_number(s, id, strlen(id), &n, &err) == FN_OK, "%s: %s", id,
+                  err.msg);
+    return n;
+}
+
+static void by_number_is(fn_store *s, int64_t number, const char *id)
+{
+    fn_error err = {0};
+    fn_buf b = FN_BUF_INIT;
+    ck_assert_msg(fn_store_item_by_number(s, number, &b, &err) == FN_OK, "%s", err.msg);
+    ck_assert_msg(b.len == strlen(id) && memcmp(b.data, id, b.len) == 0,
+                  "number %lld: '%.*s', expected '%s'", (long long)number, (int)b.len, b.data, id);
+    fn_buf_free(&b);
+}
+
+typedef struct scanned {
+    int64_t numbers[16];
+    char ids[16][16];
+    size_t n;
+} scanned;
+
+static fn_status take_scanned(void *ctx, int64_t number, const char *id, size_t id_len,
+                              fn_error *err)
+{
+    (void)err;
+    scanned *sc = ctx;
+    if (sc->n == 16 || id_len >= 16) return FN_ERR_INVALID;
+    sc->numbers[sc->n] = number;
+    memcpy(sc->ids[sc->n], id, id_len);
+    sc->ids[sc->n][id_len] = '\0';
+    sc->n++;
+    return FN_OK;
+}
+
+START_TEST(items_are_numbered_once_in_arrival_order)
+{
+    fn_store *s = create_ok(tmp);
+    fn_error err = {0};
+    int64_t n;
+    ck_assert_int_eq(fn_store_item_numbers_end(s), 0);
+    put_ok(s, FN_STORE_ITEMS, "m", 1, 1, 1, 1);
+    put_ok(s, FN_STORE_ITEMS, "b", 1, 2, 2, 1);
+    put_ok(s, FN_STORE_USERS, "u", 1, 3, 3, 1); /* users get none */
+    put_ok(s, FN_STORE_ITEMS, "m", 2, 4, 4, 1); /* a newer record keeps the number */
+    put_ok(s, FN_STORE_ITEMS, "b", 0, 5, 5, 0); /* an older one is ignored */
+    ck_assert_int_eq(number_of(s, "m"), 0);
+    ck_assert_int_eq(number_of(s, "b"), 1);
+    expect_error(fn_store_item_number(s, "u", 1, &n, &err), FN_ERR_NOT_FOUND, &err, "\"u\"");
+    ck_assert_int_eq(n, -1);
+    by_number_is(s, 0, "m");
+    by_number_is(s, 1, "b");
+    fn_buf b = FN_BUF_INIT;
+    expect_error(fn_store_item_by_number(s, 2, &b, &err), FN_ERR_NOT_FOUND, &err, "number 2");
+    expect_error(fn_store_item_by_number(s, -1, &b, &err), FN_ERR_INVALID, &err, "negative");
+    expect_error(fn_store_item_number(s, "", 0, &n, &err), FN_ERR_INVALID, &err, "empty id");
+
+    /* a deleted item keeps its number, and gets it back when put again */
+    ck_assert_int_eq(fn_store_delete(s, FN_STORE_ITEMS, "m", 1, &err), FN_OK);
+    ck_assert_int_eq(number_of(s, "m"), 0);
+    put_ok(s, FN_STORE_ITEMS, "m", 1, 6, 6, 1);
+    ck_assert_int_eq(number_of(s, "m"), 0);
+
+    /* a batch numbers its new items in order, an id put twice once */
+    fn_store_batch *bt;
+    ck_assert_int_eq(fn_store_batch_new(s, &bt, &err), FN_OK);
+    const char *ids[] = {"z", "b", "a", "z", "c"};
+    for (size_t i = 0; i < 5; i++)
+        ck_assert_int_eq(
+            fn_store_batch_put(bt, FN_STORE_ITEMS, ids[i], 1, 7 + i, NULL, NULL, 0, &err), FN_OK);
+    ck_assert_int_eq(fn_store_batch_put(bt, FN_STORE_USERS, "v", 1, 1, NULL, NULL, 0, &err), FN_OK);
+    size_t applied = 0;
+    ck_assert_msg(fn_store_batch_commit(bt, &applied, NULL, &err) == FN_OK, "%s", err.msg);
+    ck_assert_uint_eq(applied, 6);
+    fn_store_batch_free(bt);
+    ck_assert_int_eq(number_of(s, "z"), 2);
+    ck_assert_int_eq(number_of(s, "b"), 1);
+    ck_assert_int_eq(number_of(s, "a"), 3);
+    ck_assert_int_eq(number_of(s, "c"), 4);
+    ck_assert_int_eq(fn_store_item_numbers_end(s), 5);
+
+    /* a scan from a number reads the later ones, in order */
+    scanned sc = {0};
+    ck_assert_int_eq(fn_store_item_numbers_scan(s, 2, take_scanned, &sc, &err), FN_OK);
+    ck_assert_uint_eq(sc.n, 3);
+    ck_assert(sc.numbers[0] == 2 && strcmp(sc.ids[0], "z") == 0);
+    ck_assert(sc.numbers[2] == 4 && strcmp(sc.ids[2], "c") == 0);
+    fn_store_close(s);
+
+    /* numbers survive a reopen, read-only too, and the next new item goes on from them */
+    fn_store_options ro = {.read_only = 1};
+    s = open_ok(tmp, &ro);
+    ck_assert_int_eq(fn_store_item_numbers_end(s), 5);
+    fn_store_item_names *names;
+    ck_assert_msg(fn_store_item_names_load(s, &names, &err) == FN_OK, "%s", err.msg);
+    ck_assert_uint_eq(fn_store_item_names_count(names), 5);
+    size_t len = 0;
+    ck_assert_str_eq(fn_store_item_names_get(names, 3, &len), "a");
+    ck_assert_uint_eq(len, 1);
+    ck_assert_ptr_null(fn_store_item_names_get(names, 5, NULL));
+    ck_assert_ptr_null(fn_store_item_names_get(names, -1, NULL));
+    fn_store_item_names_free(names);
+    fn_store_close(s);
+    s = open_ok(tmp, NULL);
+    put_ok(s, FN_STORE_ITEMS, "new", 1, 1, 1, 1);
+    ck_assert_int_eq(number_of(s, "new"), 5);
+    fn_buf_free(&b);
+    fn_store_close(s);
+}
+END_TEST
+
+/* Makes a store look as format 1 left it: no item_numbers family, marker "1". */
+static void make_format_1(const char *dir)
+{
+    rocksdb_options_t *o = rocksdb_options_create();
+    char *e = NULL;
+    size_t ncf = 0;
+    char **names = rocksdb_list_column_families(o, dir, &ncf, &e);
+    ck_assert_msg(!e, "%s", e);
+    rocksdb_column_family_handle_t **h = calloc(ncf, sizeof *h);
+    const rocksdb_options_t **co = calloc(ncf, sizeof *co);
+    for (size_t i = 0; i < ncf; i++) co[i] = o;
+    rocksdb_t *db =
+        rocksdb_open_column_families(o, dir, (int)ncf, (const char *const *)names, co, h, &e);
+    ck_assert_msg(!e, "%s", e);
+    rocksdb_writeoptions_t *w = rocksdb_writeoptions_create();
+    for (size_t i = 0; i < ncf; i++) {
+        if (strcmp(names[i], "item_numbers") == 0) rocksdb_drop_column_family(db, h[i], &e);
+        if (strcmp(names[i], "meta") == 0)
+            rocksdb_put_cf(db, w, h[i], "funnel.store.format", 19, "1", 1, &e);
+        ck_assert_msg(!e, "%s", e);
+    }
+    rocksdb_writeoptions_destroy(w);
+    for (size_t i = 0; i < ncf; i++) rocksdb_column_family_handle_destroy(h[i]);
+    rocksdb_close(db);
+    rocksdb_list_column_families_destroy(names, ncf);
+    free(h);
+    free(co);
+    rocksdb_options_destroy(o);
+}
+
+START_TEST(format_1_store_is_numbered_when_opened_for_writing)
+{
+    fn_store *s = create_ok(tmp);
+    put_ok(s, FN_STORE_ITEMS, "q", 1, 1, 1, 1);
+    put_ok(s, FN_STORE_ITEMS, "c", 1, 2, 2, 1);
+    put_ok(s, FN_STORE_ITEMS, "k", 1, 3, 3, 1);
+    fn_store_close(s);
+    make_format_1(tmp);
+
+    /* read-only: the records are there, the numbers are not, and the message says what to do */
+    fn_store_options ro = {.read_only = 1};
+    fn_error err = {0};
+    int64_t n;
+    s = open_ok(tmp, &ro);
+    get_matches(s, FN_STORE_ITEMS, "k", 1, 3, 3);
+    expect_error(fn_store_item_number(s, "k", 1, &n, &err), FN_ERR_UNSUPPORTED, &err,
+                 "funnel store upgrade");
+    fn_store_item_names *names = NULL;
+    expect_error(fn_store_item_names_load(s, &names, &err), FN_ERR_UNSUPPORTED, &err, "format 1");
+    fn_store_close(s);
+
+    /* writable: numbered in id byte order, and the store says format 2 */
+    s = open_ok(tmp, NULL);
+    ck_assert_int_eq(number_of(s, "c"), 0);
+    ck_assert_int_eq(number_of(s, "k"), 1);
+    ck_assert_int_eq(number_of(s, "q"), 2);
+    put_ok(s, FN_STORE_ITEMS, "a", 1, 4, 4, 1);
+    ck_assert_int_eq(number_of(s, "a"), 3);
+    fn_buf b = FN_BUF_INIT;
+    ck_assert_int_eq(fn_store_meta_get(s, "funnel.store.format", &b, &err), FN_OK);
+    ck_assert(b.len == 1 && b.data[0] == '2');
+    fn_buf_free(&b);
+    fn_store_close(s);
+    s = open_ok(tmp, &ro);
+    ck_assert_int_eq(number_of(s, "q"), 2);
+    fn_store_close(s);
+}
+END_TEST
+
+typedef struct numberer {
+    fn_store *s;
+    int thread;
+    int failed;
+} numberer;
+
+/* Puts ids "k0".."k299", each thread in its own order, so that every id is raced for. */
+static void *numberer_main(void *p)
+{
+    numberer *w = p;
+    for (int i = 0; i < 300 && !w->failed; i++) {
+        char id[16];
+        int k = w->thread % 2 ? 299 - i : i;
+        snprintf(id, sizeof id, "k%d", k);
+        fn_error err = {0};
+        if (put_test(w->s, FN_STORE_ITEMS, id, 1, k, k, NULL, &err) != FN_OK) w->failed = 1;
+    }
+    return NULL;
+}
+
+START_TEST(concurrent_puts_number_each_item_once)
+{
+    fn_store *s = create_ok(tmp);
+    numberer w[4];
+    pthread_t th[4];
+    for (int t = 0; t < 4; t++) {
+        w[t] = (numberer){.s = s, .thread = t};
+        ck_assert_int_eq(pthread_create(&th[t], NULL, numberer_main, &w[t]), 0);
+    }
+    for (int t = 0; t < 4; t++) {
+        pthread_join(th[t], NULL);
+        ck_assert_msg(!w[t].failed, "thread %d failed a put", t);
+    }
+    /* 300 items, 300 distinct numbers, each leading back to its item */
+    unsigned char seen[300] = {0};
+    for (int k = 0; k < 300; k++) {
+        char id[16];
+        snprintf(id, sizeof id, "k%d", k);
+        int64_t n = number_of(s, id);
+        ck_assert_msg(n >= 0 && n < 300 && !seen[n], "%s: number %lld", id, (long long)n);
+        seen[n] = 1;
+        by_number_is(s, n, id);
+    }
+    ck_assert_int_eq(fn_store_item_numbers_end(s), 300);
+    fn_store_close(s);
+}
+END_TEST
+
 /* ---- the kill test ---- */
 
 #define KILL_ROUNDS 6
@@ -985,6 +1220,15 @@ static void kill_verify(const char *dir, const ack *acks, size_t n, int fd)
             !vector_matches(r, acks[i].round, acks[i].seq))
             snprintf(msg, sizeof msg, "acknowledged put %s came back different", id);
         fn_store_record_release(r);
+        /* its number went in with it, and leads back to it */
+        int64_t number;
+        fn_buf back = FN_BUF_INIT;
+        if (!msg[0] && fn_store_item_number(s, id, strlen(id), &number, &err) != FN_OK)
+            snprintf(msg, sizeof msg, "acknowledged item without a number: %s", err.msg);
+        else if (!msg[0] && (fn_store_item_by_number(s, number, &back, &err) != FN_OK ||
+                             back.len != strlen(id) || memcmp(back.data, id, back.len) != 0))
+            snprintf(msg, sizeof msg, "number %lld of %s leads elsewhere", (long long)number, id);
+        fn_buf_free(&back);
     }
     if (!msg[0] && hot_min) {
         fn_store_record *r;
@@ -1191,6 +1435,12 @@ Suite *store_suite(void)
     t = tcase_create("corrupt");
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, corrupt_value_names_the_id);
+    suite_add_tcase(s, t);
+    t = tcase_create("item numbers");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, items_are_numbered_once_in_arrival_order);
+    tcase_add_test(t, format_1_store_is_numbered_when_opened_for_writing);
+    tcase_add_test(t, concurrent_puts_number_each_item_once);
     suite_add_tcase(s, t);
     t = tcase_create("durability");
     tcase_add_checked_fixture(t, setup, teardown);
