@@ -350,22 +350,24 @@ size_t fn_ann_deleted(fn_ann *a)
     return n;
 }
 
-int fn_ann_contains(fn_ann *a, int64_t id)
+/* ID_LIVE, ID_DELETED or 0 (not in the index). */
+static int id_state(fn_ann *a, int64_t id)
 {
     pthread_rwlock_rdlock(&a->lock);
     const uint8_t *s = idtable_find(&a->ids, id);
-    int live = s && *s == ID_LIVE;
+    int state = s ? *s : 0;
     pthread_rwlock_unlock(&a->lock);
-    return live;
+    return state;
+}
+
+int fn_ann_contains(fn_ann *a, int64_t id)
+{
+    return id_state(a, id) == ID_LIVE;
 }
 
 int fn_ann_is_deleted(fn_ann *a, int64_t id)
 {
-    pthread_rwlock_rdlock(&a->lock);
-    const uint8_t *s = idtable_find(&a->ids, id);
-    int deleted = s && *s == ID_DELETED;
-    pthread_rwlock_unlock(&a->lock);
-    return deleted;
+    return id_state(a, id) == ID_DELETED;
 }
 
 int fn_ann_is_trained(fn_ann *a)

@@ -137,36 +137,59 @@ static void expect_error(fn_status got, fn_status want, const fn_error *err, con
     ck_assert_msg(strstr(err->msg, fragment), "message '%s' lacks '%s'", err->msg, fragment);
 }
 
+/* RocksDB opened behind the store's back with all its families, as damage (or an older funnel)
+ * would. */
+typedef struct raw_db {
+    rocksdb_options_t *o;
+    rocksdb_t *db;
+    char **names;
+    size_t ncf;
+    rocksdb_column_family_handle_t **h;
+} raw_db;
+
+static void raw_open(const char *dir, raw_db *r)
+{
+    char *e = NULL;
+    r->o = rocksdb_options_create();
+    r->names = rocksdb_list_column_families(r->o, dir, &r->ncf, &e);
+    ck_assert_msg(!e, "%s", e);
+    r->h = calloc(r->ncf, sizeof *r->h);
+    const rocksdb_options_t **co = calloc(r->ncf, sizeof *co);
+    for (size_t i = 0; i < r->ncf; i++) co[i] = r->o;
+    r->db = rocksdb_open_column_families(r->o, dir, (int)r->ncf, (const char *const *)r->names, co,
+                                         r->h, &e);
+    ck_assert_msg(!e, "%s", e);
+    free(co);
+}
+
+static rocksdb_column_family_handle_t *raw_family(const raw_db *r, const char *family)
+{
+    for (size_t i = 0; i < r->ncf; i++)
+        if (strcmp(r->names[i], family) == 0) return r->h[i];
+    ck_abort_msg("no family %s", family);
+    return NULL;
+}
+
+static void raw_close(raw_db *r)
+{
+    for (size_t i = 0; i < r->ncf; i++) rocksdb_column_family_handle_destroy(r->h[i]);
+    rocksdb_close(r->db);
+    rocksdb_list_column_families_destroy(r->names, r->ncf);
+    free(r->h);
+    rocksdb_options_destroy(r->o);
+}
+
 /* Writes a value into a column family behind the store's back, as damage would. */
 static void raw_put(const char *dir, const char *family, const char *key, const void *val, size_t n)
 {
-    rocksdb_options_t *o = rocksdb_options_create();
-    char *e = NULL;
-    size_t ncf = 0;
-    char **names = rocksdb_list_column_families(o, dir, &ncf, &e);
-    ck_assert_msg(!e, "%s", e);
-    rocksdb_column_family_handle_t **h = calloc(ncf, sizeof *h);
-    const rocksdb_options_t **co = calloc(ncf, sizeof *co);
-    for (size_t i = 0; i < ncf; i++) co[i] = o;
-    rocksdb_t *db =
-        rocksdb_open_column_families(o, dir, (int)ncf, (const char *const *)names, co, h, &e);
-    ck_assert_msg(!e, "%s", e);
+    raw_db r;
+    raw_open(dir, &r);
     rocksdb_writeoptions_t *w = rocksdb_writeoptions_create();
-    int found = 0;
-    for (size_t i = 0; i < ncf; i++)
-        if (strcmp(names[i], family) == 0) {
-            rocksdb_put_cf(db, w, h[i], key, strlen(key), val, n, &e);
-            ck_assert_msg(!e, "%s", e);
-            found = 1;
-        }
-    ck_assert_msg(found, "no family %s", family);
+    char *e = NULL;
+    rocksdb_put_cf(r.db, w, raw_family(&r, family), key, strlen(key), val, n, &e);
+    ck_assert_msg(!e, "%s", e);
     rocksdb_writeoptions_destroy(w);
-    for (size_t i = 0; i < ncf; i++) rocksdb_column_family_handle_destroy(h[i]);
-    rocksdb_close(db);
-    rocksdb_list_column_families_destroy(names, ncf);
-    free(h);
-    free(co);
-    rocksdb_options_destroy(o);
+    raw_close(&r);
 }
 
 /* Forking tests need Check's fork mode: without it, this process may hold RocksDB threads. */
@@ -1029,31 +1052,13 @@ END_TEST
 /* Makes a store look as format 1 left it: no item_numbers family, marker "1". */
 static void make_format_1(const char *dir)
 {
-    rocksdb_options_t *o = rocksdb_options_create();
+    raw_put(dir, "meta", "funnel.store.format", "1", 1);
+    raw_db r;
+    raw_open(dir, &r);
     char *e = NULL;
-    size_t ncf = 0;
-    char **names = rocksdb_list_column_families(o, dir, &ncf, &e);
+    rocksdb_drop_column_family(r.db, raw_family(&r, "item_numbers"), &e);
     ck_assert_msg(!e, "%s", e);
-    rocksdb_column_family_handle_t **h = calloc(ncf, sizeof *h);
-    const rocksdb_options_t **co = calloc(ncf, sizeof *co);
-    for (size_t i = 0; i < ncf; i++) co[i] = o;
-    rocksdb_t *db =
-        rocksdb_open_column_families(o, dir, (int)ncf, (const char *const *)names, co, h, &e);
-    ck_assert_msg(!e, "%s", e);
-    rocksdb_writeoptions_t *w = rocksdb_writeoptions_create();
-    for (size_t i = 0; i < ncf; i++) {
-        if (strcmp(names[i], "item_numbers") == 0) rocksdb_drop_column_family(db, h[i], &e);
-        if (strcmp(names[i], "meta") == 0)
-            rocksdb_put_cf(db, w, h[i], "funnel.store.format", 19, "1", 1, &e);
-        ck_assert_msg(!e, "%s", e);
-    }
-    rocksdb_writeoptions_destroy(w);
-    for (size_t i = 0; i < ncf; i++) rocksdb_column_family_handle_destroy(h[i]);
-    rocksdb_close(db);
-    rocksdb_list_column_families_destroy(names, ncf);
-    free(h);
-    free(co);
-    rocksdb_options_destroy(o);
+    raw_close(&r);
 }
 
 START_TEST(format_1_store_is_numbered_when_opened_for_writing)
