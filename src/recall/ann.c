@@ -652,6 +652,20 @@ fail:
     return st;
 }
 
+fn_status fn_ann_live_ids(fn_ann *a, size_t *n, int64_t **ids, fn_error *err)
+{
+    pthread_rwlock_rdlock(&a->lock);
+    int64_t *v = malloc((a->n_live ? a->n_live : 1) * sizeof *v);
+    size_t m = 0;
+    for (size_t i = 0; v && i < a->ids.cap; i++)
+        if (a->ids.keys[i] != -1 && a->ids.state[i] == ID_LIVE) v[m++] = a->ids.keys[i];
+    pthread_rwlock_unlock(&a->lock);
+    if (!v) return fn_error_set(err, FN_ERR_NOMEM, "out of memory for the index's ids");
+    *n = m;
+    *ids = v;
+    return FN_OK;
+}
+
 fn_status fn_ann_vectors(fn_ann *a, size_t *n, int64_t **ids, float **vecs, fn_error *err)
 {
     pthread_rwlock_rdlock(&a->lock);

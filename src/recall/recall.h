@@ -133,6 +133,9 @@ fn_status fn_ann_rebuild(fn_ann *a, fn_error *err);
  */
 fn_status fn_ann_vectors(fn_ann *a, size_t *n, int64_t **ids, float **vecs, fn_error *err);
 
+/* The live ids, in no particular order: *n into *ids (malloc'ed; the caller frees it). */
+fn_status fn_ann_live_ids(fn_ann *a, size_t *n, int64_t **ids, fn_error *err);
+
 /* Writes the index and its tombstones to path atomically (see the file format above). */
 fn_status fn_ann_save(fn_ann *a, const char *path, fn_error *err);
 

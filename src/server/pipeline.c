@@ -254,6 +254,27 @@ const pl_user *pl_find_user(const fn_pipeline *p, const char *id)
  * {"quota": N, "recent": N} (the mean vector of the user's recent liked items, from
  * the store's item vectors). All optional; a channel without its parts is off.
  */
+/*
+ * Every live id of the index must be an item number of the store: an index
+ * built from another store would otherwise answer with other items, or none.
+ */
+static fn_status check_ann_ids(fn_pipeline *p, const char *index, fn_error *err)
+{
+    size_t n = 0, unknown = 0;
+    int64_t *ids = NULL, first = -1;
+    fn_status st = fn_ann_live_ids(p->ann, &n, &ids, err);
+    for (size_t i = 0; st == FN_OK && i < n; i++)
+        if (!fn_store_item_names_get(p->item_names, ids[i], NULL) && !unknown++) first = ids[i];
+    free(ids);
+    if (st == FN_OK && unknown)
+        st = fn_error_set(err, FN_ERR_INVALID,
+                          "recall.ann.index: %s holds %zu ids (of %zu; %lld first) that are no "
+                          "item number of the store: it was built from another store (funnel "
+                          "index build --store)",
+                          index, unknown, n, (long long)first);
+    return st;
+}
+
 static fn_status load_ann(fn_pipeline *p, const cfg_reader *c, json_t *root, json_t *jr,
                           json_t *empty, fn_error *err)
 {
@@ -306,6 +327,8 @@ static fn_status load_ann(fn_pipeline *p, const cfg_reader *c, json_t *root, jso
             fn_error_prefix(err, "recall.ann.index");
         else if ((st = fn_store_item_names_load(p->store, &p->item_names, err)) != FN_OK)
             fn_error_prefix(err, "recall.ann.index (the store's item numbers, its ids)");
+        else
+            st = check_ann_ids(p, index, err);
     }
     if (st == FN_OK && model) {
         fn_encoder_options eo = {

@@ -131,4 +131,25 @@ grep -q "demo data in .* is up to date" "$tmp/log" || fail "second run remade th
 grep -q "CTR model .* is up to date" "$tmp/log" || fail "second run retrained the CTR model"
 grep -q "ANN index .* is up to date" "$tmp/log" || fail "second run rebuilt the index"
 grep -q "reranker .* is up to date" "$tmp/log" || fail "second run retrained the reranker"
+
+# An index whose ids are not the store's item numbers (one built from other vectors) is
+# refused at load, naming the cause, rather than served with other items.
+/usr/bin/python3 - "$tmp" <<'PY' || fail "foreign index setup"
+import json, sys, numpy as np
+tmp = sys.argv[1]
+x = np.random.default_rng(1).standard_normal((5000, 384)).astype(np.float32)
+rows = np.empty((5000, 385), np.float32)
+rows[:, 0] = np.array([384], np.int32).view(np.float32)[0]
+rows[:, 1:] = x
+rows.tofile(tmp + "/other.fvecs")
+conf = json.load(open(tmp + "/demo/funneld.json"))
+conf["recall"]["ann"]["index"] = tmp + "/other.faiss"
+json.dump(conf, open(tmp + "/demo/other.json", "w"))
+PY
+"$build/src/tools/funnel" index build --vectors "$tmp/other.fvecs" --factory Flat \
+  --out "$tmp/other.faiss" >/dev/null || fail "foreign index build"
+rc=0
+"$build/src/server/funneld" --config "$tmp/demo/other.json" --check 2>"$tmp/check.err" || rc=$?
+((rc == 1)) && grep -q "built from another store" "$tmp/check.err" ||
+  fail "a foreign index was not refused (exit $rc): $(cat "$tmp/check.err")"
 echo "ok"
