@@ -434,7 +434,7 @@ static fn_status parse_column(parser *p, json_t *obj, json_t *canon, column *c)
     if (st != FN_OK) return st;
 
     json_t *def = json_object_get(obj, "default");
-    uint64_t u;
+    uint64_t u = 0;
     switch (c->type) {
     case FN_COLUMN_NUMERIC: {
         json_t *norm = json_object_get(obj, "normalizer");

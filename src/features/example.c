@@ -302,7 +302,7 @@ static fn_status nomem_if(fn_status st, fn_error *err)
 fn_status fn_features_set_bytes(Tensorflow__Features *fs, const char *key, const void *data,
                                 size_t n, fn_error *err)
 {
-    Tensorflow__Feature *f;
+    Tensorflow__Feature *f = NULL;
     fn_status st = fn_features_put(fs, key, FN_FEATURE_BYTES, &f, err);
     return st != FN_OK ? st : nomem_if(fn_feature_add_bytes(f, data, n), err);
 }
@@ -316,7 +316,7 @@ fn_status fn_features_set_string(Tensorflow__Features *fs, const char *key, cons
 fn_status fn_features_set_floats(Tensorflow__Features *fs, const char *key, const float *v,
                                  size_t n, fn_error *err)
 {
-    Tensorflow__Feature *f;
+    Tensorflow__Feature *f = NULL;
     fn_status st = fn_features_put(fs, key, FN_FEATURE_FLOAT, &f, err);
     return st != FN_OK ? st : nomem_if(fn_feature_add_floats(f, v, n), err);
 }
@@ -324,7 +324,7 @@ fn_status fn_features_set_floats(Tensorflow__Features *fs, const char *key, cons
 fn_status fn_features_set_int64s(Tensorflow__Features *fs, const char *key, const int64_t *v,
                                  size_t n, fn_error *err)
 {
-    Tensorflow__Feature *f;
+    Tensorflow__Feature *f = NULL;
     fn_status st = fn_features_put(fs, key, FN_FEATURE_INT64, &f, err);
     return st != FN_OK ? st : nomem_if(fn_feature_add_int64s(f, v, n), err);
 }

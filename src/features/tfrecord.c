@@ -247,7 +247,7 @@ fn_status fn_tfrecord_reader_open(const char *path, const fn_tfrecord_read_optio
                                   fn_tfrecord_reader **out, fn_error *err)
 {
     int is_stdin = strcmp(path, "-") == 0;
-    fn_tfrecord_reader *r;
+    fn_tfrecord_reader *r = NULL;
     fn_status st = reader_new(is_stdin ? "(stdin)" : path, opts, &r, err);
     if (st != FN_OK) return st;
     if (is_stdin) {
@@ -281,7 +281,7 @@ fn_status fn_tfrecord_reader_open_memory(const void *data, size_t n, const char 
                                          const fn_tfrecord_read_options *opts,
                                          fn_tfrecord_reader **out, fn_error *err)
 {
-    fn_tfrecord_reader *r;
+    fn_tfrecord_reader *r = NULL;
     fn_status st = reader_new(name ? name : "(memory)", opts, &r, err);
     if (st != FN_OK) return st;
     /* The whole buffer is the raw window; raw_fill reports its end. */
