@@ -234,7 +234,7 @@ START_TEST(cuda_matches_cpu)
     fn_train_report rep;
     fn_status st = fn_model_train(&o, tr, NULL, NULL, &gpu, &rep, &err);
     if (st == FN_ERR_UNSUPPORTED) {
-        fprintf(stderr, "SKIPPED deepfm on CUDA: %s\n", err.msg);
+        fn_test_cuda_unavailable("deepfm on CUDA", err.msg);
         fn_dataset_free(tr);
         fn_dataset_free(te);
         return;

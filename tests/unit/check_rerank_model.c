@@ -446,8 +446,9 @@ END_TEST
 START_TEST(cuda_matches_cpu)
 {
     fn_backend *probe;
-    if (fn_backend_cuda_new(0, &probe, NULL) != FN_OK) {
-        fprintf(stderr, "SKIPPED cuda_matches_cpu: no CUDA device\n");
+    fn_error perr = {0};
+    if (fn_backend_cuda_new(0, &probe, &perr) != FN_OK) {
+        fn_test_cuda_unavailable("reranker cuda_matches_cpu", perr.msg);
         return;
     }
     fn_backend_free(probe);

@@ -96,3 +96,19 @@ const char *fn_test_funnel_bin(void)
 {
     return FUNNEL_BINARY_DIR "/src/tools/funnel";
 }
+
+int fn_test_cuda_expected(void)
+{
+    const char *req = getenv("FUNNEL_TEST_REQUIRE_CUDA");
+    if (req && strcmp(req, "1") == 0) return 1;
+    return access("/proc/driver/nvidia/version", R_OK) == 0 || access("/dev/nvidiactl", F_OK) == 0;
+}
+
+void fn_test_cuda_unavailable(const char *what, const char *why)
+{
+    ck_assert_msg(!fn_test_cuda_expected(),
+                  "%s: this machine has an NVIDIA driver (or FUNNEL_TEST_REQUIRE_CUDA=1) but CUDA "
+                  "is not usable: %s",
+                  what, why);
+    fprintf(stderr, "SKIPPED %s: %s\n", what, why);
+}

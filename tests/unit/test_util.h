@@ -29,4 +29,18 @@ int fn_test_run(const char *cmd, fn_buf *out);
 /* The funnel CLI binary built next to the tests. */
 const char *fn_test_funnel_bin(void);
 
+/*
+ * 1 when this machine should run the CUDA tests: the NVIDIA driver is loaded
+ * (/proc/driver/nvidia/version or /dev/nvidiactl) or FUNNEL_TEST_REQUIRE_CUDA=1.
+ * It looks without touching CUDA: a process that initialised CUDA cannot
+ * use it in the children Check forks for the tests.
+ */
+int fn_test_cuda_expected(void);
+/*
+ * A CUDA test found no usable device (why: the error). Where one is expected
+ * that fails the test; elsewhere it prints "SKIPPED what: why" and returns,
+ * and the caller returns too.
+ */
+void fn_test_cuda_unavailable(const char *what, const char *why);
+
 #endif
