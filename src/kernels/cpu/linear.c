@@ -225,13 +225,27 @@ static void task256(void *ctx, size_t t)
    from 64 rows on a Zen CPU without AVX-512; about even at 16). */
 #define AVX2_MAX_ROWS 32
 
-/* out = act(x W^T + bias) as sgemm, then bias and activation in one pass. */
+/*
+ * out = act(x W^T + bias) as sgemm. With a bias, out starts as the bias rows
+ * and sgemm adds x W^T to them (beta 1): OpenBLAS's own zeroing for beta 0 is
+ * slower than writing the bias, and the separate bias pass goes away; the
+ * activation, if any, is one pass after.
+ */
 static fn_status linear_by_gemm(fn_backend *b, const fn_tensor *x, const fn_tensor *w,
                                 const fn_tensor *bias, fn_act act, fn_tensor *out, int64_t m,
                                 int64_t n, int64_t k, fn_error *err)
 {
     int64_t da[2] = {m, k}, dc[2] = {m, n};
     fn_tensor xa = fn_tensor_view(x, 2, da), oc = fn_tensor_view(out, 2, dc);
+    const float *xd = x->data, *od = out->data;
+    /* the output must not overlap the input it is computed from before it is filled */
+    const int disjoint = od + m * n <= xd || xd + m * k <= od;
+    float beta = 0;
+    if (bias && disjoint) {
+        float *o = out->data;
+        for (int64_t i = 0; i < m; i++) memcpy(o + i * n, bias->data, (size_t)n * sizeof *o);
+        beta = 1;
+    }
     fn_gemm_args g = {.a = &xa,
                       .b = w,
                       .c = &oc,
@@ -242,9 +256,52 @@ static fn_status linear_by_gemm(fn_backend *b, const fn_tensor *x, const fn_tens
                       .k = k,
                       .stride_c = m * n,
                       .alpha = 1,
-                      .beta = 0};
+                      .beta = beta};
     fn_status st = fn_cpu_gemm(b, &g, err);
-    return st != FN_OK ? st : fn_cpu_bias_act(b, &oc, bias, act, err);
+    if (st != FN_OK) return st;
+    if (beta != 0) return act == FN_ACT_NONE ? FN_OK : fn_cpu_bias_act(b, &oc, NULL, act, err);
+    return fn_cpu_bias_act(b, &oc, bias, act, err);
+}
+
+/*
+ * A layer of a few outputs (a score head: n of 1 to NARROW_MAX) over many
+ * rows: each output a dot product of the row with W's row. sgemm would pack
+ * all of x to use one column of its tiles.
+ */
+#define NARROW_MAX 4
+
+typedef struct narrow_job {
+    const float *x, *w, *bias;
+    float *out;
+    int64_t n, k;
+    fn_act act;
+} narrow_job;
+
+static FN_AVX2 void narrow_rows(void *ctx, int64_t r0, int64_t r1)
+{
+    const narrow_job *j = ctx;
+    const int64_t k8 = j->k & ~(int64_t)7;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *x = j->x + r * j->k;
+        for (int64_t o = 0; o < j->n; o++) {
+            const float *w = j->w + o * j->k;
+            __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+            int64_t i = 0;
+            for (; i + 16 <= k8; i += 16) {
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(w + i), acc0);
+                acc1 =
+                    _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(w + i + 8), acc1);
+            }
+            for (; i < k8; i += 8)
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(w + i), acc0);
+            float v = fn_v_hsum(_mm256_add_ps(acc0, acc1));
+            for (; i < j->k; i++) v += x[i] * w[i];
+            if (j->bias) v += j->bias[o];
+            if (j->act == FN_ACT_RELU) v = v > 0 ? v : 0;
+            if (j->act == FN_ACT_GELU) v = fn_gelu_ref(v);
+            j->out[r * j->n + o] = v;
+        }
+    }
 }
 
 fn_status fn_cpu_linear(fn_backend *b, const fn_tensor *x, fn_tensor *w, const fn_tensor *bias,
@@ -255,6 +312,11 @@ fn_status fn_cpu_linear(fn_backend *b, const fn_tensor *x, fn_tensor *w, const f
     int64_t m = fn_tensor_rows(x), n = w->ne[0], k = w->ne[1];
     /* The AVX-512 tiles beat sgemm at every size; the AVX2 ones only for a few rows (a query
        being encoded), where sgemm's packing of x does not pay. */
+    if (c->simd && n <= NARROW_MAX && m >= AVX2_MAX_ROWS) {
+        narrow_job nj = {x->data, w->data, bias ? bias->data : NULL, out->data, n, k, act};
+        fn_cpu_for_rows(c, m, 1 + 65536 / (n * k), narrow_rows, &nj);
+        return FN_OK;
+    }
     if (!c->simd || (!c->avx512 && m >= AVX2_MAX_ROWS))
         return linear_by_gemm(b, x, w, bias, act, out, m, n, k, err);
     int nr = c->avx512 ? NR512 : NR256;
