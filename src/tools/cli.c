@@ -102,6 +102,20 @@ int fn_cli_int(const char *cmd, const char *opt, const char *s, int lo, int hi, 
     return 1;
 }
 
+int fn_cli_u64_in(const char *cmd, const char *opt, const char *s, uint64_t lo, uint64_t hi,
+                  uint64_t *out)
+{
+    uint64_t v;
+    if (!fn_cli_u64(cmd, opt, s, &v)) return 0;
+    if (v < lo || v > hi) {
+        fn_cli_usage_error(cmd, "%s must be from %llu to %llu, got %s", opt, (unsigned long long)lo,
+                           (unsigned long long)hi, s);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
 int fn_cli_double(const char *cmd, const char *opt, const char *s, double lo, double hi,
                   double *out)
 {

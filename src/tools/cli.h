@@ -46,6 +46,8 @@ int fn_cli_u64(const char *cmd, const char *opt, const char *s, uint64_t *out);
 int fn_cli_i64(const char *cmd, const char *opt, const char *s, int64_t *out);
 /* A whole number from lo to hi, or a number (double) from lo to hi; 0 after a usage error. */
 int fn_cli_int(const char *cmd, const char *opt, const char *s, int lo, int hi, int *out);
+int fn_cli_u64_in(const char *cmd, const char *opt, const char *s, uint64_t lo, uint64_t hi,
+                  uint64_t *out);
 int fn_cli_double(const char *cmd, const char *opt, const char *s, double lo, double hi,
                   double *out);
 

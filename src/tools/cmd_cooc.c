@@ -293,15 +293,12 @@ int fn_cmd_cooc(int argc, char **argv)
             break;
         }
         case OPT_TOP:
-            if (!fn_cli_u64("cooc", "--top", optarg, &o.top)) return FN_EXIT_USAGE;
-            if (o.top < 1 || o.top > 100000)
-                return fn_cli_usage_error("cooc", "--top must be from 1 to 100000");
+            if (!fn_cli_u64_in("cooc", "--top", optarg, 1, 100000, &o.top)) return FN_EXIT_USAGE;
             o.has_top = 1;
             break;
         case OPT_WINDOW:
-            if (!fn_cli_u64("cooc", "--window", optarg, &o.window)) return FN_EXIT_USAGE;
-            if (o.window > UINT32_MAX)
-                return fn_cli_usage_error("cooc", "--window must be at most %u", UINT32_MAX);
+            if (!fn_cli_u64_in("cooc", "--window", optarg, 0, UINT32_MAX, &o.window))
+                return FN_EXIT_USAGE;
             o.has_window = 1;
             break;
         case OPT_COOC:
@@ -314,9 +311,7 @@ int fn_cmd_cooc(int argc, char **argv)
             o.recent = optarg;
             break;
         case 'k':
-            if (!fn_cli_u64("cooc", "-k", optarg, &o.k)) return FN_EXIT_USAGE;
-            if (o.k < 1 || o.k > 100000)
-                return fn_cli_usage_error("cooc", "-k must be from 1 to 100000");
+            if (!fn_cli_u64_in("cooc", "-k", optarg, 1, 100000, &o.k)) return FN_EXIT_USAGE;
             o.has_k = 1;
             break;
         case OPT_JSON:

@@ -471,11 +471,7 @@ done:
 static int parse_param(const char *opt, const char *s, int *out)
 {
     uint64_t v;
-    if (!fn_cli_u64("index", opt, s, &v)) return 0;
-    if (v < 1 || v > 1000000) {
-        fn_cli_usage_error("index", "%s must be from 1 to 1000000", opt);
-        return 0;
-    }
+    if (!fn_cli_u64_in("index", opt, s, 1, 1000000, &v)) return 0;
     *out = (int)v;
     return 1;
 }
@@ -515,9 +511,7 @@ int fn_cmd_index(int argc, char **argv)
             o.queries = optarg;
             break;
         case 'k':
-            if (!fn_cli_u64("index", "-k", optarg, &o.k)) return FN_EXIT_USAGE;
-            if (o.k < 1 || o.k > 100000)
-                return fn_cli_usage_error("index", "-k must be from 1 to 100000");
+            if (!fn_cli_u64_in("index", "-k", optarg, 1, 100000, &o.k)) return FN_EXIT_USAGE;
             o.has_k = 1;
             break;
         case OPT_GT:
@@ -533,9 +527,8 @@ int fn_cmd_index(int argc, char **argv)
             o.json = 1;
             break;
         case OPT_THREADS:
-            if (!fn_cli_u64("index", "--threads", optarg, &o.threads)) return FN_EXIT_USAGE;
-            if (o.threads > 4096)
-                return fn_cli_usage_error("index", "--threads must be at most 4096");
+            if (!fn_cli_u64_in("index", "--threads", optarg, 0, 4096, &o.threads))
+                return FN_EXIT_USAGE;
             o.has_threads = 1;
             break;
         case OPT_VECTOR_KEY:

@@ -633,14 +633,12 @@ int fn_cmd_recall(int argc, char **argv)
             o.label_key = optarg;
             break;
         case OPT_RECENT:
-            if (!fn_cli_u64("recall", "--recent", optarg, &o.recent)) return FN_EXIT_USAGE;
-            if (o.recent < 1 || o.recent > 100000)
-                return fn_cli_usage_error("recall", "--recent must be from 1 to 100000");
+            if (!fn_cli_u64_in("recall", "--recent", optarg, 1, 100000, &o.recent))
+                return FN_EXIT_USAGE;
             break;
         case OPT_COOC_TOP:
-            if (!fn_cli_u64("recall", "--cooc-top", optarg, &o.cooc_top)) return FN_EXIT_USAGE;
-            if (o.cooc_top < 1 || o.cooc_top > 100000)
-                return fn_cli_usage_error("recall", "--cooc-top must be from 1 to 100000");
+            if (!fn_cli_u64_in("recall", "--cooc-top", optarg, 1, 100000, &o.cooc_top))
+                return FN_EXIT_USAGE;
             break;
         case OPT_HALF_LIFE: {
             char *end;

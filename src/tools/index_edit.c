@@ -120,8 +120,8 @@ static int parse(const char *cmd, int argc, char **argv, args *a)
             a->skip_missing = 1;
             break;
         case O_THREADS:
-            if (!fn_cli_u64(cmd, "--threads", optarg, &a->threads)) return FN_EXIT_USAGE;
-            if (a->threads > 4096) return fn_cli_usage_error(cmd, "--threads must be at most 4096");
+            if (!fn_cli_u64_in(cmd, "--threads", optarg, 0, 4096, &a->threads))
+                return FN_EXIT_USAGE;
             a->has_threads = 1;
             break;
         case 'h':

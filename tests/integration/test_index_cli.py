@@ -89,6 +89,11 @@ def main():
     assert "funnel index build" in out and "--ground-truth" in out and "recall@k" in out
     f.run(rc=2, err="give a subcommand")
     f.run("frobnicate", rc=2, err="unknown subcommand 'frobnicate'")
+    f.run("search", "--index", p("x"), "--queries", p("q"), "-k", "0", rc=2,
+          err="-k must be from 1 to 100000, got 0")
+    f.run("build", "--vectors", p("base.fvecs"), "--factory", "Flat", "--out", p("x"),
+          "--threads", "5000", rc=2, err="--threads must be from 0 to 4096, got 5000")
+    f.run("add", "--index", p("x"), "--store", p("s"), "--threads", "x", rc=2, err="--threads")
     f.run("build", "--vectors", p("base.fvecs"), "--out", p("x"), rc=2, err="--factory and --out")
     f.run("build", "--factory", "Flat", "--out", p("x"), rc=2, err="--vectors FILE.fvecs or --store")
     f.run("build", "--vectors", p("base.fvecs"), "--store", tmp, "--factory", "Flat", "--out",
