@@ -55,8 +55,12 @@ static FN_AVX2 void tile_avx2(const job *j, int64_t i0, int mi, int64_t n0, int 
             acc[r][3] = _mm256_fmadd_ps(x, w3, acc[r][3]);
         }
     }
-    for (int r = 0; r < mi; r++)
-        for (int s = 0; s < ni; s++) {
+    /* Constant indices (unrolled, guarded) keep acc in registers through the k loop. */
+#pragma GCC unroll 2
+    for (int r = 0; r < MR2; r++)
+#pragma GCC unroll 4
+        for (int s = 0; s < 4; s++) {
+            if (r >= mi || s >= ni) continue;
             float v = fn_v_hsum(acc[r][s]);
             for (int64_t t = kk; t < j->k; t++) v += ar[r][t] * wr[s][t];
             store(j, i0 + r, n0 + s, v);
@@ -88,8 +92,11 @@ static FN_AVX512 void tile_avx512(const job *j, int64_t i0, int mi, int64_t n0, 
             acc[r][3] = _mm512_fmadd_ps(x, w3, acc[r][3]);
         }
     }
-    for (int r = 0; r < mi; r++)
-        for (int s = 0; s < ni; s++) {
+#pragma GCC unroll 4
+    for (int r = 0; r < MR5; r++)
+#pragma GCC unroll 4
+        for (int s = 0; s < 4; s++) {
+            if (r >= mi || s >= ni) continue;
             float v = _mm512_reduce_add_ps(acc[r][s]);
             for (int64_t t = kk; t < j->k; t++) v += ar[r][t] * wr[s][t];
             store(j, i0 + r, n0 + s, v);
