@@ -3,6 +3,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct block {
     struct block *next;
@@ -40,6 +41,15 @@ void *fn_arena_alloc(fn_arena *a, size_t n)
     b->used += n;
     a->used += n;
     return p;
+}
+
+char *fn_arena_strndup(fn_arena *a, const char *s, size_t n)
+{
+    char *copy = fn_arena_alloc(a, n + 1);
+    if (!copy) return NULL;
+    memcpy(copy, s, n);
+    copy[n] = '\0';
+    return copy;
 }
 
 void fn_arena_reset(fn_arena *a)

@@ -14,6 +14,8 @@ typedef struct fn_arena fn_arena;
 fn_arena *fn_arena_new(size_t chunk);
 /* 16-byte aligned memory, or NULL when out of memory. */
 void *fn_arena_alloc(fn_arena *a, size_t n);
+/* A NUL-terminated copy of the n bytes at s, or NULL when out of memory. */
+char *fn_arena_strndup(fn_arena *a, const char *s, size_t n);
 /* Forgets every allocation; keeps one block for reuse. */
 void fn_arena_reset(fn_arena *a);
 void fn_arena_free(fn_arena *a);

@@ -158,15 +158,6 @@ static int cmp_raw(const void *a, const void *b)
     return c ? c : cmp_event(&x->e, &y->e);
 }
 
-/* A copy of s in the arena a. */
-static const char *arena_copy(fn_arena *a, const char *s)
-{
-    const size_t n = strlen(s) + 1;
-    char *copy = fn_arena_alloc(a, n);
-    if (copy) memcpy(copy, s, n);
-    return copy;
-}
-
 /* The events read so far, their ids in the pipeline's arena. */
 typedef struct event_log {
     fn_pipeline *p;
@@ -184,8 +175,8 @@ static fn_status take_event(void *ctx, const fn_interaction *x, fn_error *err)
         if (!v) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
         l->v = v, l->cap = cap;
     }
-    const char *user = arena_copy(l->p->strings, x->user);
-    const char *item = arena_copy(l->p->strings, x->item);
+    const char *user = fn_arena_strndup(l->p->strings, x->user, strlen(x->user));
+    const char *item = fn_arena_strndup(l->p->strings, x->item, strlen(x->item));
     if (!user || !item) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
     l->v[l->n++] = (raw_event){user, {item, x->t, x->label >= 1}};
     if (x->t > l->t_max) l->t_max = x->t;

@@ -478,10 +478,8 @@ static fn_status intern_cat(request *r, cat_table *t, const char *s, size_t len,
         if (t->n) memcpy(m, t->names, t->n * sizeof *m);
         t->names = m, t->cap = nc;
     }
-    char *copy = fn_arena_alloc(r->a, len + 1);
+    char *copy = fn_arena_strndup(r->a, s, len);
     if (!copy) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
-    memcpy(copy, s, len);
-    copy[len] = 0;
     t->names[t->n] = copy;
     *id = (uint32_t)t->n++;
     return FN_OK;

@@ -60,11 +60,7 @@ fn_demo_rating *fn_demo_add_rating(fn_demo_data *d)
 
 const char *fn_demo_strdup(fn_demo_data *d, const char *s, size_t n)
 {
-    char *p = fn_arena_alloc(d->strings, n + 1);
-    if (!p) return NULL;
-    memcpy(p, s, n);
-    p[n] = '\0';
-    return p;
+    return fn_arena_strndup(d->strings, s, n);
 }
 
 static int cmp_user(const void *a, const void *b)

@@ -155,14 +155,6 @@ static int parse(int argc, char **argv, args *a)
     return -1;
 }
 
-static char *copy_id(fn_arena *a, const char *s)
-{
-    const size_t n = strlen(s) + 1;
-    char *c = fn_arena_alloc(a, n);
-    if (c) memcpy(c, s, n);
-    return c;
-}
-
 typedef struct label_log {
     fn_arena *ids;
     label *v;
@@ -178,7 +170,8 @@ static fn_status take_label(void *ctx, const fn_interaction *x, fn_error *err)
         if (!m) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
         l->v = m, l->cap = cap;
     }
-    char *u = copy_id(l->ids, x->user), *i = copy_id(l->ids, x->item);
+    char *u = fn_arena_strndup(l->ids, x->user, strlen(x->user));
+    char *i = fn_arena_strndup(l->ids, x->item, strlen(x->item));
     if (!u || !i) return fn_error_set(err, FN_ERR_NOMEM, "out of memory");
     l->v[l->n++] = (label){u, i, x->label >= 1 ? 2.0f : 1.0f};
     return FN_OK;

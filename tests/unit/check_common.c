@@ -260,6 +260,11 @@ START_TEST(arena_alignment_reuse_and_big_blocks)
         if (prev) ck_assert_int_eq((unsigned char)prev[0], (unsigned char)(i - 1));
         prev = p;
     }
+    /* strndup copies n bytes (embedded NULs too) and terminates them */
+    char *dup = fn_arena_strndup(a, "ab\0cd-rest", 5);
+    ck_assert_ptr_nonnull(dup);
+    ck_assert(memcmp(dup, "ab\0cd", 5) == 0 && dup[5] == '\0');
+    ck_assert_str_eq(fn_arena_strndup(a, "", 0), "");
     char *big = fn_arena_alloc(a, 100000); /* larger than a block */
     ck_assert_ptr_nonnull(big);
     memset(big, 1, 100000);
