@@ -44,7 +44,7 @@ struct fn_pipeline {
     fn_model *ctr;
     fn_popularity *pop;
     fn_cooc *cooc;
-    /* the ANN channels: the items' index with its id map, the encoder for queries */
+    /* the ANN channels: the items' index and the store's number -> id table, the query encoder */
     fn_ann *ann;
     fn_store_item_names *item_names; /* the store's numbers: the index's ids */
     fn_ann_params ann_params;
