@@ -25,6 +25,10 @@ fail() {
 # start ARGS...: starts funneld in the background and sets pid and port.
 start() {
   # --grpc-port 0 too: a fixed gRPC port could be taken by another test running alongside.
+  # The files exist before the background job opens them: sed reading a missing file
+  # would stop the test under set -e.
+  : >"$tmp/out"
+  : >"$tmp/err"
   "$funneld" --http-port 0 --grpc-port 0 "$@" >"$tmp/out" 2>"$tmp/err" &
   pid=$!
   port=""

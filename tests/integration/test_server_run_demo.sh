@@ -69,6 +69,10 @@ PY
 
 # run: starts run-demo (which execs funneld, keeping the pid) and waits for the port.
 run() {
+  # The files exist before the background job opens them: sed reading a missing file
+  # would stop the test under set -e.
+  : >"$tmp/out"
+  : >"$tmp/log"
   "$src/scripts/run-demo" "$build" 0 >"$tmp/out" 2>"$tmp/log" &
   pid=$!
   port=""
