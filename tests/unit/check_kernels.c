@@ -573,10 +573,12 @@ static void ref_attention(const float *qkv, const int32_t *mask, int64_t bs, int
 
 START_TEST(attention_against_reference)
 {
-    /* B, T, heads, head_dim; head_dim 5 and 12 take the portable path on every backend. */
-    static const int64_t cases[][4] = {{1, 1, 1, 8},   {1, 5, 2, 32},   {3, 33, 12, 32},
-                                       {2, 70, 3, 16}, {2, 9, 2, 5},    {1, 130, 4, 64},
-                                       {2, 17, 1, 12}, {4, 128, 12, 32}};
+    /* B, T, heads, head_dim; head_dim 5 and 12 take the portable path on every backend;
+       24 and 40 end in 8 dimensions past 16-wide chunks; T 130 at 64 and T 300 at 40 span
+       more than one query block of the AVX2 path (8,192 floats of running outputs). */
+    static const int64_t cases[][4] = {
+        {1, 1, 1, 8},    {1, 5, 2, 32},  {3, 33, 12, 32},  {2, 70, 3, 16}, {2, 9, 2, 5},
+        {1, 130, 4, 64}, {2, 17, 1, 12}, {4, 128, 12, 32}, {2, 45, 2, 24}, {1, 300, 2, 40}};
     FOR_BACKEND_DTYPE
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int64_t bs = cases[c][0], t = cases[c][1], h = cases[c][2], d = cases[c][3];

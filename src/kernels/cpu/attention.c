@@ -166,41 +166,133 @@ static FN_AVX512 void task_avx512(const job *j, int64_t b, int64_t h)
 }
 
 /*
- * AVX2, head_dim a multiple of 8: the AVX-512 scheme above with 8-lane vectors.
- * A tile of KT2 keys is transposed once and met by every query of the block,
- * QG2 queries at a time: a query's KT2 scores are head_dim broadcast FMAs into
- * four vectors (no horizontal sum per key, which dominated short heads), and
- * the value sum keeps the queries' running outputs in registers.
+ * AVX2, head_dim a multiple of 8: the AVX-512 scheme above with 8-lane vectors,
+ * shaped for AVX2's 16 registers. A tile of KT2 keys is transposed once per
+ * query block; the block holds as many queries as fit ACC2 floats of running
+ * outputs (a whole list of 100 items for 16-dimension heads), so short
+ * sequences transpose their keys once. Scores are taken two queries at a time
+ * (eight accumulators, head_dim broadcast FMAs each, no horizontal sum per key)
+ * and only over the tile's used vectors (a last tile of 4 keys costs one, not
+ * four). The value sum then runs QG2 queries together over 16 dimensions: per
+ * key two value loads and four broadcasts feed eight FMAs.
  */
-#define KT2 32
-#define QG2 2
+#define KT2  32
+#define QG2  4
+#define ACC2 8192
+
+/*
+ * Two queries against a tile's first nkv * 8 keys: their scores, the online
+ * softmax step (running maximum m, sum l, the rescale corr of what was summed
+ * before) and the tile's probabilities in ps. Called with a constant nkv, so
+ * that every loop over vectors unrolls and the accumulators stay in registers
+ * (at -O2 a loop with a variable bound kept them in memory). qc == qa and
+ * both == 0 when the block has one query left.
+ */
+static inline __attribute__((always_inline)) FN_AVX2 void
+pair_softmax(const float *kt, const __m256 *vmask, __m256 sc, int64_t hd, const float *qa,
+             const float *qc, const int nkv, int both, float *m, float *l, float *corr,
+             float (*ps)[KT2])
+{
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    __m256 s[2][4];
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) s[0][v] = s[1][v] = _mm256_setzero_ps();
+    for (int64_t d = 0; d < hd; d++) {
+        const float *kd = kt + d * KT2;
+        const __m256 a = _mm256_set1_ps(qa[d]), c = _mm256_set1_ps(qc[d]);
+#pragma GCC unroll 4
+        for (int v = 0; v < nkv; v++) {
+            const __m256 k = _mm256_load_ps(kd + 8 * v);
+            s[0][v] = _mm256_fmadd_ps(a, k, s[0][v]);
+            s[1][v] = _mm256_fmadd_ps(c, k, s[1][v]);
+        }
+    }
+#pragma GCC unroll 2
+    for (int u = 0; u < 2; u++) {
+        if (u == 1 && !both) break;
+        __m256 x[4], mx = ninf;
+#pragma GCC unroll 4
+        for (int v = 0; v < nkv; v++) {
+            x[v] = _mm256_blendv_ps(ninf, _mm256_mul_ps(s[u][v], sc), vmask[v]);
+            mx = _mm256_max_ps(mx, x[v]);
+        }
+        const float tmax = fn_v_hmax(mx);
+        const float mnew = tmax > m[u] ? tmax : m[u];
+        /* the running maximum rarely moves after the first tiles: no exp then */
+        corr[u] = mnew == m[u] ? 1.0f : expf(m[u] - mnew);
+        const __m256 vm = _mm256_set1_ps(mnew);
+        __m256 sum = _mm256_setzero_ps();
+#pragma GCC unroll 4
+        for (int v = 0; v < nkv; v++) {
+            const __m256 p = _mm256_and_ps(fn_v_exp(_mm256_sub_ps(x[v], vm)), vmask[v]);
+            sum = _mm256_add_ps(sum, p);
+            _mm256_store_ps(ps[u] + 8 * v, p);
+        }
+        l[u] = l[u] * corr[u] + fn_v_hsum(sum);
+        m[u] = mnew;
+    }
+}
+
+/*
+ * kt[d][k] = key k's dimension d for the tile's first n keys (row stride
+ * width), zeros up to nkv * 8 keys: eight keys by eight dimensions at a time
+ * through the register transpose of unpacks, shuffles and lane permutes.
+ */
+static FN_AVX2 void transpose_keys(const float *keys, int64_t width, int64_t n, int nkv, int64_t hd,
+                                   float *kt)
+{
+    for (int v = 0; v < nkv; v++) {
+        const float *rows[8];
+        for (int k = 0; k < 8; k++) rows[k] = 8 * v + k < n ? keys + (8 * v + k) * width : NULL;
+        for (int64_t d = 0; d < hd; d += 8) {
+            __m256 r[8];
+            for (int k = 0; k < 8; k++)
+                r[k] = rows[k] ? _mm256_loadu_ps(rows[k] + d) : _mm256_setzero_ps();
+            const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+            const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+            const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float *o = kt + d * KT2 + 8 * v;
+            _mm256_store_ps(o + 0 * KT2, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_store_ps(o + 1 * KT2, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_store_ps(o + 2 * KT2, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_store_ps(o + 3 * KT2, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_store_ps(o + 4 * KT2, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_store_ps(o + 5 * KT2, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_store_ps(o + 6 * KT2, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_store_ps(o + 7 * KT2, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+    }
+}
 
 static FN_AVX2 void task_avx2(const job *j, int64_t b, int64_t h)
 {
     const int32_t *mask = j->mask + b * j->t;
     const float *base = j->qkv + b * j->t * j->width;
-    const int64_t hd = j->hd, nv = hd / 8;
+    const int64_t hd = j->hd;
+    const int64_t qb = ACC2 / hd < j->t ? ACC2 / hd : j->t;
     _Alignas(32) float kt[MAX_HEAD_DIM * KT2], ps[QG2][KT2];
-    _Alignas(32) float acc[QB][MAX_HEAD_DIM];
-    float m[QB], l[QB];
-    const __m256 ninf = _mm256_set1_ps(-INFINITY), sc = _mm256_set1_ps(j->scale);
+    _Alignas(32) float acc[ACC2];
+    float m[ACC2 / 8], l[ACC2 / 8];
+    const __m256 sc = _mm256_set1_ps(j->scale);
     const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    for (int64_t q0 = 0; q0 < j->t; q0 += QB) {
-        int64_t qn = j->t - q0 < QB ? j->t - q0 : QB;
-        for (int64_t i = 0; i < qn; i++) {
-            m[i] = -INFINITY, l[i] = 0;
-            memset(acc[i], 0, (size_t)hd * sizeof(float));
-        }
+    memset(ps, 0, sizeof ps); /* rows past a block's last query are summed, never stored */
+    for (int64_t q0 = 0; q0 < j->t; q0 += qb) {
+        const int64_t qn = j->t - q0 < qb ? j->t - q0 : qb;
+        for (int64_t i = 0; i < qn; i++) m[i] = -INFINITY, l[i] = 0;
+        memset(acc, 0, (size_t)(qn * hd) * sizeof(float));
         for (int64_t j0 = 0; j0 < j->t; j0 += KT2) {
-            int64_t n = j->t - j0 < KT2 ? j->t - j0 : KT2;
+            const int64_t n = j->t - j0 < KT2 ? j->t - j0 : KT2;
+            const int nkv = (int)((n + 7) / 8);
             uint32_t valid = 0;
             for (int64_t k = 0; k < n; k++)
                 if (mask[j0 + k]) valid |= 1u << k;
             if (!valid) continue; /* a tile of padding */
-            for (int64_t k = 0; k < KT2; k++) {
-                const float *key = base + (j0 + k) * j->width + (j->heads + h) * hd;
-                for (int64_t d = 0; d < hd; d++) kt[d * KT2 + k] = k < n ? key[d] : 0.0f;
-            }
+            transpose_keys(base + j0 * j->width + (j->heads + h) * hd, j->width, n, nkv, hd, kt);
             __m256 vmask[4];
             for (int v = 0; v < 4; v++) {
                 const __m256i vb = _mm256_set1_epi32((int)(valid >> (8 * v)));
@@ -208,69 +300,71 @@ static FN_AVX2 void task_avx2(const job *j, int64_t b, int64_t h)
             }
             const float *vbase = base + j0 * j->width + (2 * j->heads + h) * hd;
             for (int64_t i = 0; i < qn; i += QG2) {
-                int g = qn - i < QG2 ? (int)(qn - i) : QG2;
-                const float *q[QG2];
-                for (int r = 0; r < QG2; r++)
-                    q[r] = base + (q0 + i + (r < g ? r : 0)) * j->width + h * hd;
-                __m256 s[QG2][4];
-#pragma GCC unroll 2
-                for (int r = 0; r < QG2; r++)
-                    s[r][0] = s[r][1] = s[r][2] = s[r][3] = _mm256_setzero_ps();
-                for (int64_t d = 0; d < hd; d++) {
-                    const float *kd = kt + d * KT2;
-                    __m256 k0 = _mm256_load_ps(kd), k1 = _mm256_load_ps(kd + 8),
-                           k2 = _mm256_load_ps(kd + 16), k3 = _mm256_load_ps(kd + 24);
-#pragma GCC unroll 2
+                const int g = qn - i < QG2 ? (int)(qn - i) : QG2;
+                float corr[QG2] = {0};
+                for (int r = 0; r < g; r += 2) {
+                    const float *qa = base + (q0 + i + r) * j->width + h * hd;
+                    const int both = r + 1 < g;
+                    const float *qc = both ? qa + j->width : qa;
+                    float *mr = m + i + r, *lr = l + i + r, *cr = corr + r;
+                    if (nkv == 4) {
+                        pair_softmax(kt, vmask, sc, hd, qa, qc, 4, both, mr, lr, cr, ps + r);
+                    } else if (nkv == 3) {
+                        pair_softmax(kt, vmask, sc, hd, qa, qc, 3, both, mr, lr, cr, ps + r);
+                    } else if (nkv == 2) {
+                        pair_softmax(kt, vmask, sc, hd, qa, qc, 2, both, mr, lr, cr, ps + r);
+                    } else {
+                        pair_softmax(kt, vmask, sc, hd, qa, qc, 1, both, mr, lr, cr, ps + r);
+                    }
+                }
+                /* acc = acc * corr + sum_k p_k v_k for the group's queries, 16 dimensions
+                   at a time (masked keys have p = 0; rows past g are not stored). */
+                float *ar[QG2];
+                for (int r = 0; r < QG2; r++) ar[r] = acc + (i + (r < g ? r : 0)) * hd;
+                int64_t d = 0;
+                for (; d + 16 <= hd; d += 16) {
+                    __m256 a[QG2][2];
+#pragma GCC unroll 4
                     for (int r = 0; r < QG2; r++) {
-                        __m256 qd = _mm256_set1_ps(q[r][d]);
-                        s[r][0] = _mm256_fmadd_ps(qd, k0, s[r][0]);
-                        s[r][1] = _mm256_fmadd_ps(qd, k1, s[r][1]);
-                        s[r][2] = _mm256_fmadd_ps(qd, k2, s[r][2]);
-                        s[r][3] = _mm256_fmadd_ps(qd, k3, s[r][3]);
+                        const __m256 c = _mm256_set1_ps(corr[r]);
+                        a[r][0] = _mm256_mul_ps(_mm256_load_ps(ar[r] + d), c);
+                        a[r][1] = _mm256_mul_ps(_mm256_load_ps(ar[r] + d + 8), c);
                     }
-                }
-                float corr[QG2];
-                for (int r = 0; r < g; r++) {
-                    __m256 a[4], mx = ninf;
-                    for (int v = 0; v < 4; v++) {
-                        a[v] = _mm256_blendv_ps(ninf, _mm256_mul_ps(s[r][v], sc), vmask[v]);
-                        mx = _mm256_max_ps(mx, a[v]);
-                    }
-                    float tmax = fn_v_hmax(mx);
-                    float mnew = tmax > m[i + r] ? tmax : m[i + r];
-                    /* the running maximum rarely moves after the first tiles: no rescale then */
-                    corr[r] = mnew == m[i + r] ? 1.0f : expf(m[i + r] - mnew);
-                    __m256 vm = _mm256_set1_ps(mnew), sum = _mm256_setzero_ps();
-                    for (int v = 0; v < 4; v++) {
-                        __m256 p = _mm256_and_ps(fn_v_exp(_mm256_sub_ps(a[v], vm)), vmask[v]);
-                        sum = _mm256_add_ps(sum, p);
-                        _mm256_store_ps(ps[r] + 8 * v, p);
-                    }
-                    l[i + r] = l[i + r] * corr[r] + fn_v_hsum(sum);
-                    m[i + r] = mnew;
-                }
-                for (int r = g; r < QG2; r++) corr[r] = 0;
-                for (int64_t d = 0; d < nv; d++) {
-                    __m256 a[QG2];
-#pragma GCC unroll 2
-                    for (int r = 0; r < QG2; r++)
-                        a[r] = r < g ? _mm256_mul_ps(_mm256_load_ps(acc[i + r] + 8 * d),
-                                                     _mm256_set1_ps(corr[r]))
-                                     : _mm256_setzero_ps();
                     for (int64_t k = 0; k < n; k++) {
-                        __m256 vk = _mm256_loadu_ps(vbase + k * j->width + 8 * d);
-#pragma GCC unroll 2
-                        for (int r = 0; r < QG2; r++)
-                            a[r] = _mm256_fmadd_ps(_mm256_set1_ps(ps[r][k]), vk, a[r]);
+                        const float *vk = vbase + k * j->width + d;
+                        const __m256 v0 = _mm256_loadu_ps(vk), v1 = _mm256_loadu_ps(vk + 8);
+#pragma GCC unroll 4
+                        for (int r = 0; r < QG2; r++) {
+                            const __m256 p = _mm256_set1_ps(ps[r][k]);
+                            a[r][0] = _mm256_fmadd_ps(p, v0, a[r][0]);
+                            a[r][1] = _mm256_fmadd_ps(p, v1, a[r][1]);
+                        }
                     }
-                    for (int r = 0; r < g; r++) _mm256_store_ps(acc[i + r] + 8 * d, a[r]);
+                    for (int r = 0; r < g; r++) {
+                        _mm256_store_ps(ar[r] + d, a[r][0]);
+                        _mm256_store_ps(ar[r] + d + 8, a[r][1]);
+                    }
+                }
+                if (d < hd) { /* the last 8 dimensions of a head_dim of 8 mod 16 */
+                    __m256 a[QG2];
+#pragma GCC unroll 4
+                    for (int r = 0; r < QG2; r++)
+                        a[r] = _mm256_mul_ps(_mm256_load_ps(ar[r] + d), _mm256_set1_ps(corr[r]));
+                    for (int64_t k = 0; k < n; k++) {
+                        const __m256 v0 = _mm256_loadu_ps(vbase + k * j->width + d);
+#pragma GCC unroll 4
+                        for (int r = 0; r < QG2; r++)
+                            a[r] = _mm256_fmadd_ps(_mm256_set1_ps(ps[r][k]), v0, a[r]);
+                    }
+                    for (int r = 0; r < g; r++) _mm256_store_ps(ar[r] + d, a[r]);
                 }
             }
         }
         for (int64_t i = 0; i < qn; i++) {
             float *o = j->out + (b * j->t + q0 + i) * j->heads * hd + h * hd;
-            float inv = l[i] > 0 ? 1.0f / l[i] : 0.0f;
-            for (int64_t d = 0; d < hd; d++) o[d] = acc[i][d] * inv;
+            const __m256 inv = _mm256_set1_ps(l[i] > 0 ? 1.0f / l[i] : 0.0f);
+            for (int64_t d = 0; d < hd; d += 8)
+                _mm256_storeu_ps(o + d, _mm256_mul_ps(_mm256_load_ps(acc + i * hd + d), inv));
         }
     }
 }
