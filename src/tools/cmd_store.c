@@ -1,12 +1,13 @@
 /*
- * cmd_store.c - `funnel store load|get|dump|upgrade`: fills the feature store from a
- * TFRecord file of tf.Example, and prints what it holds as JSON lines, so a
- * store can be seeded offline before funneld serves from it and inspected
- * while it does.
+ * cmd_store.c - `funnel store load|get|dump|delete|upgrade`: fills the feature
+ * store from a TFRecord file of tf.Example, prints what it holds as JSON lines
+ * and removes records, so a store can be seeded offline before funneld serves
+ * from it and inspected and pruned while it does.
  *
  * load checks the whole file before it writes anything, so a record without
  * an id fails the load with the store untouched rather than half-loaded.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,8 @@ static const char usage_text[] =
     "                         [--vector-key KEY] [--json]\n"
     "       funnel store get --store DIR --family users|items ID\n"
     "       funnel store dump --store DIR --family users|items\n"
+    "       funnel store delete --store DIR --family users|items (ID... | --ids FILE)\n"
+    "                           [--json]\n"
     "       funnel store upgrade --store DIR\n"
     "\n"
     "load  put each tf.Example of FILE (plain or gzip TFRecord) into the store as the\n"
@@ -37,6 +40,12 @@ static const char usage_text[] =
     "      anything is written; each batch is synced to disk as it is written.\n"
     "get   print the record of ID; exit 1 when there is none\n"
     "dump  print every record of the family, in id byte order\n"
+    "delete  remove the records of the IDs (given as arguments, or one per line of\n"
+    "      FILE, - for stdin) whatever their version, each in a synced write;\n"
+    "      ids without a record are counted, not an error. An item keeps its number, so\n"
+    "      `funnel index delete --items ID --store DIR` still finds it, and a later\n"
+    "      load of the same id gets the same number back. The ANN index keeps the\n"
+    "      item until that index delete (or a rebuild from the store)\n"
     "upgrade  bring a store of an older format up to this funnel's (format 1: number\n"
     "      its items, in id byte order); any open for writing does it too\n"
     "\n"
@@ -56,7 +65,8 @@ static const char usage_text[] =
     "  --version-key KEY  load: take each record's version from this int64 feature\n"
     "  --vector-key KEY   load: move this float_list feature out of the features into\n"
     "                     the record's vector (records without it get no vector)\n"
-    "  --json             load: print the summary as a JSON object on stdout\n"
+    "  --ids FILE         delete: the ids, one per line (- for stdin)\n"
+    "  --json             load, delete: print the summary as a JSON object on stdout\n"
     "Put -- before an ID that starts with '-'.\n";
 
 enum {
@@ -67,6 +77,7 @@ enum {
     OPT_VERSION,
     OPT_VERSION_KEY,
     OPT_VECTOR_KEY,
+    OPT_IDS,
     OPT_JSON,
     OPT_HELP
 };
@@ -79,6 +90,7 @@ static const struct option long_opts[] = {
     {"version", required_argument, NULL, OPT_VERSION},
     {"version-key", required_argument, NULL, OPT_VERSION_KEY},
     {"vector-key", required_argument, NULL, OPT_VECTOR_KEY},
+    {"ids", required_argument, NULL, OPT_IDS},
     {"json", no_argument, NULL, OPT_JSON},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -94,6 +106,7 @@ typedef struct options {
     int has_version;
     const char *version_key;
     const char *vector_key;
+    const char *ids;
     int json;
 } options;
 
@@ -456,6 +469,113 @@ static int cmd_dump(const options *o)
     return rc;
 }
 
+/* ---- delete ---- */
+
+/* The ids of --ids FILE (- for stdin), one per line, into the arena; blank lines skipped. */
+static fn_status read_ids(const char *path, fn_arena *arena, char ***ids, size_t *n, fn_error *err)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    if (!f) return fn_error_set(err, FN_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    fn_status st = FN_OK;
+    char *line = NULL;
+    size_t cap = 0, have = 0, lineno = 0;
+    ssize_t len;
+    *ids = NULL;
+    *n = 0;
+    while ((len = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        if (len == 0) continue;
+        if ((size_t)len > FN_STORE_ID_MAX) {
+            st = fn_error_set(err, FN_ERR_INVALID, "%s:%zu: the id is longer than %d bytes", path,
+                              lineno, FN_STORE_ID_MAX);
+            break;
+        }
+        if (*n == have) {
+            size_t grow = have ? 2 * have : 64;
+            char **p = realloc(*ids, grow * sizeof *p);
+            if (!p) {
+                st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+                break;
+            }
+            *ids = p;
+            have = grow;
+        }
+        if (!((*ids)[(*n)++] = fn_arena_strndup(arena, line, (size_t)len))) {
+            st = fn_error_set(err, FN_ERR_NOMEM, "out of memory");
+            break;
+        }
+    }
+    if (st == FN_OK && ferror(f)) st = fn_error_set(err, FN_ERR_IO, "reading %s failed", path);
+    free(line);
+    if (f != stdin) fclose(f);
+    return st;
+}
+
+static int cmd_delete(const options *o, char **arg_ids, size_t n_args)
+{
+    fn_error err = {0};
+    fn_arena *arena = fn_arena_new(0);
+    char **file_ids = NULL, **ids = arg_ids;
+    size_t n = n_args;
+    if (!arena) {
+        fn_error_set(&err, FN_ERR_NOMEM, "out of memory");
+        return fn_cli_fail("store delete", &err);
+    }
+    int rc = FN_EXIT_OK;
+    fn_store *s = NULL;
+    fn_store_record **found = NULL;
+    if (o->ids) {
+        if (read_ids(o->ids, arena, &file_ids, &n, &err) != FN_OK) {
+            rc = fn_cli_fail("store delete", &err);
+            goto done;
+        }
+        ids = file_ids;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!*ids[i] || strlen(ids[i]) > FN_STORE_ID_MAX) {
+            rc = fn_cli_usage_error("store", "id %zu is %s", i + 1, *ids[i] ? "too long" : "empty");
+            goto done;
+        }
+    fn_store_options so = {.cache_disabled = 1};
+    if (fn_store_open(o->store, &so, &s, &err) != FN_OK) {
+        rc = fn_cli_fail("store delete", &err);
+        goto done;
+    }
+    /* Which ids have a record, for the count; then the deletes. */
+    size_t present = 0;
+    if (n && !(found = calloc(n, sizeof *found))) {
+        fn_error_set(&err, FN_ERR_NOMEM, "out of memory");
+        rc = fn_cli_fail("store delete", &err);
+        goto done;
+    }
+    if (n &&
+        fn_store_multi_get(s, o->family, n, (const char *const *)ids, NULL, found, &err) != FN_OK) {
+        rc = fn_cli_fail("store delete", &err);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) present += found[i] != NULL;
+    for (size_t i = 0; i < n; i++)
+        if (fn_store_delete(s, o->family, ids[i], strlen(ids[i]), &err) != FN_OK) {
+            rc = fn_cli_fail("store delete", &err);
+            fprintf(stderr, "funnel store delete: the first %zu ids were deleted before it\n", i);
+            goto done;
+        }
+    fprintf(stderr, "funnel store: deleted %zu %s records from %s (%zu of the %zu ids had none)\n",
+            present, o->family_name, o->store, n - present, n);
+    if (o->json)
+        printf("{\"ids\": %zu, \"deleted\": %zu, \"absent\": %zu}\n", n, present, n - present);
+done:
+    if (found) {
+        for (size_t i = 0; i < n; i++) fn_store_record_release(found[i]);
+        free(found);
+    }
+    fn_store_close(s);
+    free(file_ids);
+    fn_arena_free(arena);
+    return rc;
+}
+
 static int cmd_upgrade(const options *o)
 {
     fn_error err = {0};
@@ -500,6 +620,9 @@ int fn_cmd_store(int argc, char **argv)
         case OPT_VECTOR_KEY:
             o.vector_key = optarg;
             break;
+        case OPT_IDS:
+            o.ids = optarg;
+            break;
         case OPT_JSON:
             o.json = 1;
             break;
@@ -518,22 +641,30 @@ int fn_cmd_store(int argc, char **argv)
         return FN_EXIT_USAGE;
     }
     const char *sub = args[0];
-    int is_load = strcmp(sub, "load") == 0;
-    if (!is_load && strcmp(sub, "get") != 0 && strcmp(sub, "dump") != 0 &&
+    int is_load = strcmp(sub, "load") == 0, is_delete = strcmp(sub, "delete") == 0;
+    if (!is_load && !is_delete && strcmp(sub, "get") != 0 && strcmp(sub, "dump") != 0 &&
         strcmp(sub, "upgrade") != 0)
         return fn_cli_usage_error("store", "unknown subcommand '%s'", sub);
     if (!o.store) return fn_cli_usage_error("store", "--store is required");
     if (strcmp(sub, "upgrade") == 0) {
         if (nargs != 1 || o.family_name || o.input || o.id_key || o.has_version || o.version_key ||
-            o.vector_key || o.json)
+            o.vector_key || o.ids || o.json)
             return fn_cli_usage_error("store", "upgrade takes --store DIR only");
         return cmd_upgrade(&o);
     }
     if (!o.family_name) return fn_cli_usage_error("store", "--family is required");
-    if (!is_load &&
-        (o.input || o.id_key || o.has_version || o.version_key || o.vector_key || o.json))
-        return fn_cli_usage_error("store", "--input, --id-key, --version, --version-key, "
-                                           "--vector-key and --json apply to load only");
+    if (!is_load && (o.input || o.id_key || o.has_version || o.version_key || o.vector_key))
+        return fn_cli_usage_error("store", "--input, --id-key, --version, --version-key and "
+                                           "--vector-key apply to load only");
+    if (o.ids && !is_delete) return fn_cli_usage_error("store", "--ids applies to delete only");
+    if (o.json && !is_load && !is_delete)
+        return fn_cli_usage_error("store", "--json applies to load and delete only");
+    if (is_delete) {
+        if ((nargs > 1) == (o.ids != NULL))
+            return fn_cli_usage_error("store", "delete takes the IDs as arguments or --ids FILE "
+                                               "(one of the two)");
+        return cmd_delete(&o, args + 1, (size_t)(nargs - 1));
+    }
     if (is_load) {
         if (nargs != 1) return fn_cli_usage_error("store", "load takes no arguments");
         return cmd_load(&o);

@@ -199,6 +199,20 @@ def main():
     assert add["added"] == 0 and add["deleted_kept_out"] == 1, add
     f.run("index", "delete", "--index", p("more-flat.idx"), "--items", gone, rc=2,
           err="--items goes with --store")
+    # an item deleted from the store for good (on a copy, the store is used below): the index
+    # delete still finds its number, and a build from the store leaves it out
+    pruned = p("pruned-store")
+    shutil.copytree(db, pruned)
+    for_good = ids[later[5]]
+    d = json.loads(f.run("store", "delete", "--store", pruned, "--family", "items", for_good,
+                         "--json"))
+    assert d == {"ids": 1, "deleted": 1, "absent": 0}, d
+    d = json.loads(f.run("index", "delete", "--index", p("more-flat.idx"), "--out",
+                         p("pruned.idx"), "--items", for_good, "--store", pruned, "--json"))
+    assert d["deleted"] == 1 and d["live"] == N - 2, d
+    built = json.loads(f.run("index", "build", "--store", pruned, "--factory", "Flat", "--out",
+                             p("pruned-rebuilt.idx"), "--json"))
+    assert built["vectors"] == N - 1, built
     # a store of other vectors is refused
     f.run("index", "add", "--index", p("flat.idx"), "--store", db, "--vector-key", "emb2",
           "--out", p("bad.idx"), rc=1, err="dimension 8, the index 16")

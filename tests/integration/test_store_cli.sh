@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # funnel store from the command line: help and usage errors exit 2 with a
 # message naming the problem; a load prints its counts; get and dump print the
-# records as JSON lines; a reload with a lower version changes nothing; a
+# records as JSON lines; delete removes records (an item keeping its number);
+# a reload with a lower version changes nothing; a
 # record without its id and a missing store fail naming them and leave the
 # store as it was. With MovieLens-100k present, its 943 users are loaded and
 # read back.
@@ -33,7 +34,7 @@ db=$tmp/db
 
 # ---- help and usage ----
 expect 0 "" "$funnel" store --help
-for opt in --store --family --input --id-key --version --version-key --vector-key; do
+for opt in --store --family --input --id-key --version --version-key --vector-key --ids; do
   grep -q -- "$opt" "$tmp/stdout" || fail "store --help lacks $opt"
 done
 expect 2 "" "$funnel" store
@@ -128,6 +129,52 @@ expect 0 "" "$funnel" store get --store "$db" --family items a
   fail "version-key: $(cat "$tmp/stdout")"
 expect 0 "is up to date (format 2; item numbers given: 1)" "$funnel" store upgrade --store "$db"
 expect 2 "upgrade takes --store DIR only" "$funnel" store upgrade --store "$db" --family items
+
+# ---- delete: by arguments or --ids FILE; absent ids are counted; an item keeps its number ----
+expect 2 "delete takes the IDs as arguments or --ids FILE" "$funnel" store delete --store "$db" \
+  --family users
+echo 1 >"$tmp/ids.txt"
+expect 2 "delete takes the IDs as arguments or --ids FILE" "$funnel" store delete --store "$db" \
+  --family users --ids "$tmp/ids.txt" 1
+expect 2 "--ids applies to delete only" "$funnel" store get --store "$db" --family users \
+  --ids "$tmp/ids.txt" 1
+expect 2 "--json applies to load and delete only" "$funnel" store dump --store "$db" \
+  --family users --json
+expect 1 "cannot open $tmp/none.txt" "$funnel" store delete --store "$db" --family users \
+  --ids "$tmp/none.txt"
+expect 1 "no store there" "$funnel" store delete --store "$tmp/nostore" --family users 1
+[[ ! -e $tmp/nostore ]] || fail "delete created the store folder"
+cp -r "$db" "$tmp/db-before-delete"
+expect 0 "deleted 1 users records from $db (1 of the 2 ids had none)" "$funnel" store delete \
+  --store "$db" --family users 1 nope --json
+[[ $(cat "$tmp/stdout") == '{"ids": 2, "deleted": 1, "absent": 1}' ]] ||
+  fail "delete --json: $(cat "$tmp/stdout")"
+expect 1 "no record" "$funnel" store get --store "$db" --family users 1
+expect 0 "" "$funnel" store get --store "$db" --family users u-two
+# --ids: one per line, blank lines and CR line ends allowed, - is stdin
+printf '\r\n-7\r\n\n' >"$tmp/ids.txt"
+expect 0 "deleted 1 users records" "$funnel" store delete --store "$db" --family users \
+  --ids "$tmp/ids.txt"
+expect 1 "no record" "$funnel" store get --store "$db" --family users -- -7
+set +e
+echo u-two | "$funnel" store delete --store "$db" --family users --ids - --json >"$tmp/stdout" 2>"$tmp/stderr"
+rc=$?
+set -e
+((rc == 0)) && [[ $(cat "$tmp/stdout") == '{"ids": 1, "deleted": 1, "absent": 0}' ]] ||
+  fail "delete --ids -: exit $rc: $(cat "$tmp/stdout" "$tmp/stderr")"
+expect 0 "" "$funnel" store dump --store "$db" --family users
+[[ ! -s $tmp/stdout ]] || fail "users left after deleting all three: $(cat "$tmp/stdout")"
+# An item deleted and loaded again gets its number back.
+expect 0 "deleted 1 items records" "$funnel" store delete --store "$db" --family items a
+expect 1 "no record" "$funnel" store get --store "$db" --family items a
+expect 0 "loaded 1 into $db (family items)" "$funnel" store load --store "$db" \
+  --family items --input "$tmp/versioned.tfrecord" --id-key id --version-key v
+expect 0 "" "$funnel" store get --store "$db" --family items a
+[[ $(cat "$tmp/stdout") == '{"id": "a", "number": 0, "version": 5, '* ]] ||
+  fail "reloaded item: $(cat "$tmp/stdout")"
+# The rest of this test goes on from the store as it was before the deletes.
+rm -rf "$db"
+mv "$tmp/db-before-delete" "$db"
 
 # ---- bad records fail naming the record, and nothing is written ----
 cat >"$tmp/noid.jsonl" <<'JSON'
