@@ -336,12 +336,13 @@ END_TEST
 
 START_TEST(linear_layers)
 {
-    /* M, K, N: tails of every tile size (8/6 rows, 32/16 columns), one row, one column, and
-       score heads (a few outputs over many rows, K with and without a tail of 8). */
-    static const int64_t shapes[][3] = {{1, 1, 1},    {1, 384, 1536},  {16, 384, 384},
-                                        {7, 37, 33},  {13, 1536, 384}, {70, 64, 100},
-                                        {3, 5, 1153}, {128, 96, 17},   {300, 70, 45},
-                                        {100, 64, 1}, {33, 37, 3},     {1000, 200, 4}};
+    /* M, K, N: tails of every tile size (8/6 rows, 32/16 columns), one row, one column,
+       score heads (a few outputs over many rows, K with and without a tail of 8), and large
+       batches whose K spans several blocks of the blocked loop (256 deep) with a tail. */
+    static const int64_t shapes[][3] = {
+        {1, 1, 1},     {1, 384, 1536}, {16, 384, 384}, {7, 37, 33},     {13, 1536, 384},
+        {70, 64, 100}, {3, 5, 1153},   {128, 96, 17},  {300, 70, 45},   {100, 64, 1},
+        {33, 37, 3},   {1000, 200, 4}, {260, 600, 40}, {1025, 1536, 56}};
     FOR_BACKEND_DTYPE
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int act = 0; act < 3; act++) {
