@@ -67,6 +67,13 @@ K = 10
 GT_K = 100
 
 
+
+def faiss_threads(faiss, n):
+    """FAISS's OpenMP threads and those of the OpenBLAS it does flat search's products in."""
+    from blas_threads import set_blas_threads
+    faiss.omp_set_num_threads(n)
+    set_blas_threads(n)
+
 def die(msg):
     sys.exit("ann: " + msg)
 
@@ -315,7 +322,7 @@ def main():
     import numpy as np
     import faiss
     import hnswlib
-    faiss.omp_set_num_threads(1)
+    faiss_threads(faiss, 1)
     efs = [int(x) for x in args.ef.split(",") if x]
     nprobes = [int(x) for x in args.nprobe.split(",") if x]
 
@@ -353,21 +360,21 @@ def main():
                     a = overhead_run(args, index_file, qv, gtf, flag, v, ["--aa"])
                     overhead[-1]["aa_pct"] = a["overhead_pct"]
         # python3-faiss on funnel's own file
-        faiss.omp_set_num_threads(1)
+        faiss_threads(faiss, 1)
         index = faiss.read_index(index_file)
         for v in vals:
             faiss_params(faiss, index, pname, v)
             add("faiss-py (file)", factory, pname, v, *faiss_run(faiss, index, xq, gt, args.rounds))
         del index
         if not args.no_faiss_build:
-            faiss.omp_set_num_threads(args.threads)
+            faiss_threads(faiss, args.threads)
             t0 = time.time()
             index = faiss.index_factory(xb.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
             index.train(xb)
             index.add(xb)
             builds[factory]["faiss_py_s"] = time.time() - t0
             log(f"python3-faiss build {factory}: {builds[factory]['faiss_py_s']:.1f} s")
-            faiss.omp_set_num_threads(1)
+            faiss_threads(faiss, 1)
             for v in vals:
                 if pname == "efSearch":
                     faiss.downcast_index(index).hnsw.efSearch = v

@@ -22,7 +22,9 @@ import time
 
 def torch_deepfm(fields, k, hidden, sizes, features):
     import torch
+    from blas_threads import set_blas_threads
     torch.set_num_threads(1)
+    set_blas_threads(1)  # its GEMMs run in OpenBLAS, whose threads torch does not set
 
     class DeepFM(torch.nn.Module):
         def __init__(self):
@@ -65,7 +67,9 @@ def torch_deepfm(fields, k, hidden, sizes, features):
 
 def torch_deepfm_train(fields, k, hidden, features, threads, n=50000, batch=256):
     import torch
+    from blas_threads import set_blas_threads
     torch.set_num_threads(threads)
+    set_blas_threads(threads)
     torch.manual_seed(1)
     emb = torch.nn.Embedding(features, k, sparse=True)
     lin = torch.nn.Embedding(features, 1, sparse=True)

@@ -134,8 +134,10 @@ def main():
                     help="keep only the first N LETOR features (0: all 300)")
     args = ap.parse_args()
     import torch
+    from blas_threads import set_blas_threads
 
     torch.set_num_threads(1)
+    set_blas_threads(1)  # its GEMMs run in OpenBLAS, whose threads torch does not set
     letor = os.path.join(args.data, "letor-lambdarank")
     with tempfile.TemporaryDirectory(prefix="funnel-rerank-speed-") as tmp:
         if args.features:
