@@ -531,6 +531,10 @@ static int cmd_delete(const options *o, char **arg_ids, size_t n_args)
             goto done;
         }
         ids = file_ids;
+        if (n == 0) {
+            rc = fn_cli_usage_error("store", "--ids %s holds no ids", o->ids);
+            goto done;
+        }
     }
     for (size_t i = 0; i < n; i++)
         if (!*ids[i] || strlen(ids[i]) > FN_STORE_ID_MAX) {

@@ -143,6 +143,9 @@ expect 2 "--json applies to load and delete only" "$funnel" store dump --store "
 expect 1 "cannot open $tmp/none.txt" "$funnel" store delete --store "$db" --family users \
   --ids "$tmp/none.txt"
 expect 1 "no store there" "$funnel" store delete --store "$tmp/nostore" --family users 1
+printf '\n\n' >"$tmp/blank.txt"
+expect 2 "--ids $tmp/blank.txt holds no ids" "$funnel" store delete --store "$db" --family users \
+  --ids "$tmp/blank.txt"
 [[ ! -e $tmp/nostore ]] || fail "delete created the store folder"
 cp -r "$db" "$tmp/db-before-delete"
 expect 0 "deleted 1 users records from $db (1 of the 2 ids had none)" "$funnel" store delete \
