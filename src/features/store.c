@@ -894,6 +894,7 @@ fn_status fn_store_put(fn_store *s, fn_store_family family, const char *id, size
         st = st_rocksdb_fail(s, err, "put", fam, id, id_len, rerr);
         goto done;
     }
+    const int had_record = old != NULL;
     if (old) {
         uint64_t old_version;
         st = stored_version(old, old_len, &old_version);
@@ -910,9 +911,8 @@ fn_status fn_store_put(fn_store *s, fn_store_family family, const char *id, size
     /* An item's first put numbers it, in the same synced write as the record. */
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     rocksdb_writebatch_put_cf(wb, cf, id, id_len, packed.data, packed.len);
-    int fresh = 0;
-    if (family == FN_STORE_ITEMS &&
-        (st = st_number_stage(s, wb, id, id_len, &fresh, err)) != FN_OK) {
+    if (family == FN_STORE_ITEMS && !had_record &&
+        (st = st_number_stage(s, wb, id, id_len, err)) != FN_OK) {
         rocksdb_writebatch_destroy(wb);
         goto done;
     }
@@ -1213,10 +1213,9 @@ fn_status fn_store_batch_commit(fn_store_batch *b, size_t *applied, size_t *igno
         }
         rocksdb_writebatch_put_cf(wb, family_cf(s, e->family), m.keys[i], e->id_len,
                                   data + e->val_off, e->val_len);
-        /* the first put of an item in the batch numbers it when it is new to the store */
-        int fresh;
-        if (!*slot && e->family == FN_STORE_ITEMS &&
-            (st = st_number_stage(s, wb, m.keys[i], e->id_len, &fresh, err)) != FN_OK)
+        /* the first put of an item in the batch numbers it when it has no stored record */
+        if (!*slot && !m.values[i] && e->family == FN_STORE_ITEMS &&
+            (st = st_number_stage(s, wb, m.keys[i], e->id_len, err)) != FN_OK)
             break;
         *slot = i + 1;
         n_applied++;

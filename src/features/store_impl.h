@@ -72,11 +72,13 @@ fn_status st_check_writable(const fn_store *s, const char *op, fn_error *err);
 fn_status st_numbers_open(fn_store *s, int old_format, fn_error *err);
 
 /*
- * Adds to wb the number keys of an item id that has no number yet (*fresh
- * = 1) or nothing (*fresh = 0). Writers of the id must be excluded by the
- * caller (its stripe or the batch lock), so an id is numbered once.
+ * Adds to wb the number keys of an item id that has no number yet, nothing
+ * when it has one (an item put before and deleted keeps its number). Callers
+ * skip it when the id has a stored record: every stored item is numbered.
+ * Writers of the id must be excluded by the caller (its stripe or the batch
+ * lock), so an id is numbered once.
  */
 fn_status st_number_stage(fn_store *s, rocksdb_writebatch_t *wb, const char *id, size_t id_len,
-                          int *fresh, fn_error *err);
+                          fn_error *err);
 
 #endif

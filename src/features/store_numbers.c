@@ -57,7 +57,10 @@ static fn_status find_next(fn_store *s, int64_t *next, fn_error *err)
     if (rocksdb_iter_valid(it)) {
         size_t klen;
         const char *k = rocksdb_iter_key(it, &klen);
-        if (klen == REV_LEN && k[0] == 'n') {
+        if (klen == REV_LEN && k[0] == 'n' && rev_number(k) == INT64_MAX) {
+            st = st_error(s, err, FN_ERR_CORRUPT, "open", FAMILY, NULL, 0,
+                          "the last number given is %lld: no number is left", (long long)INT64_MAX);
+        } else if (klen == REV_LEN && k[0] == 'n') {
             *next = rev_number(k) + 1;
         } else if (k[0] == 'n') {
             st = st_error(s, err, FN_ERR_CORRUPT, "open", FAMILY, NULL, 0,
@@ -113,6 +116,10 @@ fn_status st_numbers_open(fn_store *s, int old_format, fn_error *err)
 {
     atomic_init(&s->next_number, 0);
     if (old_format && s->read_only) return FN_OK; /* s->numbered stays 0 */
+    if (!s->cfs[CF_NUMBERS])                      /* read-only, format 2, and the family is gone */
+        return st_error(s, err, FN_ERR_CORRUPT, "open", NULL, NULL, 0,
+                        "a store of format " FORMAT_VERSION " without its '" FAMILY
+                        "' column family");
     s->numbered = 1;
     if (old_format) return upgrade(s, err);
     int64_t next;
@@ -121,16 +128,21 @@ fn_status st_numbers_open(fn_store *s, int old_format, fn_error *err)
     return st;
 }
 
-/* Looks up the number of an id: FN_ERR_NOT_FOUND when it has none. */
-static fn_status lookup(fn_store *s, const char *op, const char *id, size_t id_len, int64_t *out,
-                        fn_error *err)
+/*
+ * Looks up the number of an id: FN_ERR_NOT_FOUND when it has none, with a
+ * message unless quiet (a put asking whether to number a new item).
+ */
+static fn_status lookup(fn_store *s, const char *op, const char *id, size_t id_len, int quiet,
+                        int64_t *out, fn_error *err)
 {
     char fwd[1 + FN_STORE_ID_MAX];
     size_t n = fwd_key(fwd, id, id_len), vlen = 0;
     char *rerr = NULL;
     char *v = rocksdb_get_cf(s->db, s->ropts, s->cfs[CF_NUMBERS], fwd, n, &vlen, &rerr);
     if (rerr) return st_rocksdb_fail(s, err, op, FAMILY, id, id_len, rerr);
-    if (!v) return st_error(s, err, FN_ERR_NOT_FOUND, op, FAMILY, id, id_len, "no such item");
+    if (!v)
+        return quiet ? FN_ERR_NOT_FOUND
+                     : st_error(s, err, FN_ERR_NOT_FOUND, op, FAMILY, id, id_len, "no such item");
     fn_status st = FN_OK;
     if (vlen != 8) {
         st = st_error(s, err, FN_ERR_CORRUPT, op, FAMILY, id, id_len,
@@ -148,20 +160,13 @@ static fn_status lookup(fn_store *s, const char *op, const char *id, size_t id_l
 }
 
 fn_status st_number_stage(fn_store *s, rocksdb_writebatch_t *wb, const char *id, size_t id_len,
-                          int *fresh, fn_error *err)
+                          fn_error *err)
 {
     int64_t have;
-    fn_error lerr = {0};
-    fn_status st = lookup(s, "put", id, id_len, &have, &lerr);
-    *fresh = 0;
-    if (st == FN_OK) return FN_OK;
-    if (st != FN_ERR_NOT_FOUND) {
-        if (err) *err = lerr;
-        return st;
-    }
+    fn_status st = lookup(s, "put", id, id_len, 1, &have, err);
+    if (st != FN_ERR_NOT_FOUND) return st;
     /* A number taken by a write that then fails stays unused: numbers are unique, not dense. */
     stage(s, wb, id, id_len, atomic_fetch_add(&s->next_number, 1));
-    *fresh = 1;
     return FN_OK;
 }
 
@@ -172,7 +177,7 @@ fn_status fn_store_item_number(fn_store *s, const char *id, size_t id_len, int64
     *out = -1;
     if (!s->numbered) return unnumbered(s, "item number", err);
     if ((st = st_check_id(s, "item number", FAMILY, id, id_len, err)) != FN_OK) return st;
-    return lookup(s, "item number", id, id_len, out, err);
+    return lookup(s, "item number", id, id_len, 0, out, err);
 }
 
 fn_status fn_store_item_by_number(fn_store *s, int64_t number, fn_buf *id, fn_error *err)
