@@ -191,8 +191,7 @@ static fn_status ann_list(request *r, const int64_t *ids, const float *scores, s
     fn_recall_item *items = alloc(r, (n + 1) * sizeof *items, &st, err);
     size_t m = 0;
     for (size_t i = 0; st == FN_OK && i < n && m < quota; i++) {
-        const char *id =
-            ids[i] >= 0 ? fn_store_item_names_get(r->p->item_names, ids[i], NULL) : NULL;
+        const char *id = fn_store_item_names_get(r->p->item_names, ids[i], NULL);
         if (id && !is_hidden(r, id)) items[m++] = (fn_recall_item){id, scores[i]};
     }
     ch->items = items, ch->n = m, ch->quota = quota;

@@ -5,18 +5,15 @@
  * thread, as ANN benchmarks count them.
  */
 #include <getopt.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/file.h"
 #include "common/progress.h"
-#include "features/example.h"
 #include "features/store.h"
 #include "index_store.h"
 #include "recall/recall.h"
@@ -468,14 +465,6 @@ done:
     return rc;
 }
 
-static int parse_param(const char *opt, const char *s, int *out)
-{
-    uint64_t v;
-    if (!fn_cli_u64_in("index", opt, s, 1, 1000000, &v)) return 0;
-    *out = (int)v;
-    return 1;
-}
-
 int fn_cmd_index(int argc, char **argv)
 {
     if (argc >= 2 &&
@@ -499,10 +488,12 @@ int fn_cmd_index(int argc, char **argv)
             o.out = optarg;
             break;
         case OPT_EF:
-            if (!parse_param("--ef", optarg, &o.params.ef_search)) return FN_EXIT_USAGE;
+            if (!fn_cli_int("index", "--ef", optarg, 1, 1000000, &o.params.ef_search))
+                return FN_EXIT_USAGE;
             break;
         case OPT_NPROBE:
-            if (!parse_param("--nprobe", optarg, &o.params.nprobe)) return FN_EXIT_USAGE;
+            if (!fn_cli_int("index", "--nprobe", optarg, 1, 1000000, &o.params.nprobe))
+                return FN_EXIT_USAGE;
             break;
         case OPT_INDEX:
             o.index = optarg;

@@ -7,15 +7,16 @@
  * away, re-adding the live vectors under their own ids. Each writes the index
  * atomically, in place or to --out.
  */
+#include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
-#include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "common/clock.h"
-#include "common/file.h"
 #include "common/progress.h"
 #include "features/store.h"
 #include "index_store.h"
@@ -138,6 +139,30 @@ static int parse(const char *cmd, int argc, char **argv, args *a)
     return -1;
 }
 
+/*
+ * Prints a --json summary: the fields fmt formats (an opening brace and
+ * "key": value pairs, each followed by ", "), then "out": the file written,
+ * escaped as a JSON string.
+ */
+__attribute__((format(printf, 3, 4))) static fn_status print_json(fn_error *err, const char *out,
+                                                                  const char *fmt, ...)
+{
+    fn_buf b = FN_BUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fn_buf_puts(&b, line);
+    fn_buf_puts(&b, "\"out\": ");
+    fn_buf_json_string(&b, out, strlen(out));
+    fn_buf_puts(&b, "}\n");
+    fn_status st =
+        b.oom ? fn_error_set(err, FN_ERR_NOMEM, "out of memory") : fn_cli_write_stdout(&b, err);
+    fn_buf_free(&b);
+    return st;
+}
+
 /* Splits a comma-separated list in place into *parts (malloc'ed); empty entries are errors. */
 static int split_list(const char *cmd, const char *opt, char *s, char ***parts, size_t *n)
 {
@@ -173,13 +198,10 @@ static fn_status resolve_items(const char *store, char **names, size_t n, int64_
     fn_store *s = NULL;
     fn_status st = fn_store_open(store, &so, &s, err);
     for (size_t k = 0; st == FN_OK && k < n; k++) {
-        fn_error nerr = {0};
-        st = fn_store_item_number(s, names[k], strlen(names[k]), &ids[k], &nerr);
-        if (st == FN_ERR_NOT_FOUND) {
-            ids[k] = -1;
+        st = fn_store_item_number(s, names[k], strlen(names[k]), &ids[k], err);
+        if (st == FN_ERR_NOT_FOUND) { /* reported by the caller, ids[k] is -1 */
+            fn_error_clear(err);
             st = FN_OK;
-        } else if (st != FN_OK && err) {
-            *err = nerr;
         }
     }
     fn_store_close(s);
@@ -210,8 +232,10 @@ static int run_delete(const args *a)
     fn_status st = ids ? FN_OK : fn_error_set(&err, FN_ERR_NOMEM, "out of memory");
     for (size_t k = 0; st == FN_OK && a->ids && k < n; k++) {
         char *end;
+        errno = 0;
         long long v = strtoll(parts[k], &end, 10);
-        if (*end || v < 0) {
+        /* digits only: no sign or space, and nothing past int64 */
+        if (!isdigit((unsigned char)parts[k][0]) || *end || errno) {
             rc = fn_cli_usage_error(cmd, "--ids: '%s' is not an index id (a whole number >= 0)",
                                     parts[k]);
             st = FN_ERR_INVALID;
@@ -242,9 +266,10 @@ static int run_delete(const args *a)
     if (st == FN_OK) st = fn_ann_save(ann, out, &err);
     if (st == FN_OK) {
         if (a->json)
-            printf("{\"asked\": %zu, \"deleted\": %zu, \"live\": %zu, \"tombstones\": %zu, "
-                   "\"out\": \"%s\"}\n",
-                   n, deleted, fn_ann_count(ann), fn_ann_deleted(ann), out);
+            st = print_json(&err, out,
+                            "{\"asked\": %zu, \"deleted\": %zu, \"live\": %zu, "
+                            "\"tombstones\": %zu, ",
+                            n, deleted, fn_ann_count(ann), fn_ann_deleted(ann));
         else
             printf("deleted %zu of %zu; %zu live, %zu tombstones; wrote %s\n", deleted, n,
                    fn_ann_count(ann), fn_ann_deleted(ann), out);
@@ -269,9 +294,10 @@ static int run_rebuild(const args *a)
     if (st == FN_OK) st = fn_ann_save(ann, out, &err);
     if (st == FN_OK) {
         if (a->json)
-            printf("{\"live\": %zu, \"tombstones_before\": %zu, \"seconds\": %.3f, "
-                   "\"out\": \"%s\"}\n",
-                   fn_ann_count(ann), before, seconds, out);
+            st = print_json(&err, out,
+                            "{\"live\": %zu, \"tombstones_before\": %zu, "
+                            "\"seconds\": %.3f, ",
+                            fn_ann_count(ann), before, seconds);
         else
             printf("rebuilt: %zu live vectors, %zu tombstones dropped in %.2f s; wrote %s\n",
                    fn_ann_count(ann), before, seconds, out);
@@ -321,10 +347,12 @@ static int run_add(const args *a)
     if (st == FN_OK && (si.n || a->out)) st = fn_ann_save(ann, out, &err);
     if (st == FN_OK) {
         if (a->json)
-            printf("{\"added\": %zu, \"encoded\": %zu, \"already\": %zu, "
-                   "\"deleted_kept_out\": %zu, \"skipped\": %zu, \"live\": %zu, \"out\": \"%s\"}\n",
-                   si.n, si.n_encoded, si.n_present, si.n_tombstoned, si.n_skipped,
-                   fn_ann_count(ann), out);
+            st = print_json(&err, out,
+                            "{\"added\": %zu, \"encoded\": %zu, \"already\": %zu, "
+                            "\"deleted_kept_out\": %zu, \"skipped\": %zu, "
+                            "\"live\": %zu, ",
+                            si.n, si.n_encoded, si.n_present, si.n_tombstoned, si.n_skipped,
+                            fn_ann_count(ann));
         else
             printf("added %zu items (%zu encoded from text); %zu were in the index already, %zu "
                    "deleted ones kept out until a rebuild, %zu without a vector or text skipped; "
