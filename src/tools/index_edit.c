@@ -326,13 +326,9 @@ static int run_add(const args *a)
                         .model = a->model,
                         .threads = a->threads,
                         .skip_missing = a->skip_missing,
-                        .known = ann};
+                        .known = ann,
+                        .dim = ann ? fn_ann_dim(ann) : 0};
     if (st == FN_OK) st = index_read_store(&src, &si, &err);
-    if (st == FN_OK && si.n && si.dim != fn_ann_dim(ann))
-        st = fn_error_set(&err, FN_ERR_INVALID,
-                          "the store's vectors have dimension %zu, the index %zu: the index was "
-                          "built from other vectors",
-                          si.dim, fn_ann_dim(ann));
     if (st == FN_OK && si.n && !fn_ann_is_trained(ann))
         st = fn_error_set(&err, FN_ERR_INVALID, "%s is not trained", a->index);
     fn_progress *bar = st == FN_OK && si.n ? fn_progress_new("vectors", si.n) : NULL;

@@ -43,13 +43,28 @@ static void id_text(const char *id, size_t len, char *out, size_t cap)
     out[j] = '\0';
 }
 
+/* The message for vectors of dimension d where the index (o->dim) has another. */
+static fn_status index_dim_mismatch(size_t d, size_t index_dim, const char *whose, fn_error *err)
+{
+    return fn_error_set(err, FN_ERR_INVALID,
+                        "%s dimension %zu, the index %zu: the index was built from other vectors",
+                        whose, d, index_dim);
+}
+
 /* Fixes the dimension (first vector) or checks a vector of item row against it. */
-static fn_status check_dim(store_items *si, size_t row, size_t d, const char *what, fn_error *err)
+static fn_status check_dim(store_items *si, const index_source *o, size_t row, size_t d,
+                           const char *what, fn_error *err)
 {
     char a[256], b[256];
     if (d == 0) {
         id_text(si->ids[row], si->lens[row], a, sizeof a);
         return fn_error_set(err, FN_ERR_INVALID, "item '%s': %s is empty", a, what);
+    }
+    if (o->dim && d != o->dim) {
+        char whose[320];
+        id_text(si->ids[row], si->lens[row], a, sizeof a);
+        snprintf(whose, sizeof whose, "item '%s': %s of", a, what);
+        return index_dim_mismatch(d, o->dim, whose, err);
     }
     if (si->dim == 0) {
         si->dim = d;
@@ -86,7 +101,7 @@ static fn_status normalise_row(store_items *si, size_t row, fn_error *err)
 }
 
 /* Encodes the pending texts into their rows. */
-static fn_status flush_texts(store_items *si, fn_error *err)
+static fn_status flush_texts(store_items *si, const index_source *o, fn_error *err)
 {
     if (!si->n_pending) return FN_OK;
     fn_status st = fn_encoder_encode(si->enc, (const char *const *)si->texts, si->text_lens,
@@ -103,7 +118,7 @@ static fn_status flush_texts(store_items *si, fn_error *err)
     si->n_pending = 0;
     for (size_t i = 0; i < m; i++) {
         size_t r = si->pending[i];
-        if ((st = check_dim(si, r, d, "encoded text", err)) != FN_OK) return st;
+        if ((st = check_dim(si, o, r, d, "encoded text", err)) != FN_OK) return st;
         memcpy(si->vecs + r * d, si->enc_out + i * d, d * sizeof(float));
         if ((st = normalise_row(si, r, err)) != FN_OK) return st;
     }
@@ -119,6 +134,12 @@ static fn_status queue_text(store_items *si, const index_source *o, size_t row, 
         const char *model = o->model ? o->model : DEFAULT_MODEL;
         fn_status st = fn_encoder_load(model, &eo, &si->enc, err);
         if (st != FN_OK) return fn_error_prefix(err, "loading the encoder (--model %s)", model);
+        /* before any text is encoded: a whole store's texts can take minutes */
+        if (o->dim && fn_encoder_dim(si->enc) != o->dim) {
+            char whose[512];
+            snprintf(whose, sizeof whose, "the encoder %s gives vectors of", model);
+            return index_dim_mismatch(fn_encoder_dim(si->enc), o->dim, whose, err);
+        }
         si->texts = malloc(ENCODE_CHUNK * sizeof *si->texts);
         si->text_lens = malloc(ENCODE_CHUNK * sizeof *si->text_lens);
         si->pending = malloc(ENCODE_CHUNK * sizeof *si->pending);
@@ -135,7 +156,7 @@ static fn_status queue_text(store_items *si, const index_source *o, size_t row, 
     si->texts[si->n_pending] = t;
     si->text_lens[si->n_pending] = len;
     si->pending[si->n_pending++] = row;
-    return si->n_pending == ENCODE_CHUNK ? flush_texts(si, err) : FN_OK;
+    return si->n_pending == ENCODE_CHUNK ? flush_texts(si, o, err) : FN_OK;
 }
 
 /* Takes one item: its id, and its vector or its text. */
@@ -196,7 +217,7 @@ static fn_status take_item(store_items *si, const index_source *o, const char *i
         vec = fn_store_record_vector(rec, &d);
     }
     if (vec) {
-        fn_status st = check_dim(si, row, d, what, err);
+        fn_status st = check_dim(si, o, row, d, what, err);
         if (st != FN_OK) return st;
         memcpy(si->vecs + row * si->dim, vec, d * sizeof *vec);
         return normalise_row(si, row, err);
@@ -260,7 +281,7 @@ fn_status index_read_store(const index_source *o, store_items *si, fn_error *err
         fn_store_record *rec;
         st = fn_store_iter_next(it, &id, &id_len, &rec, err);
         if (st == FN_END) {
-            if ((st = flush_texts(si, err)) != FN_OK) fn_error_prefix(err, "store %s", o->store);
+            if ((st = flush_texts(si, o, err)) != FN_OK) fn_error_prefix(err, "store %s", o->store);
             break;
         }
         if (st != FN_OK) break;

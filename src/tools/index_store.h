@@ -22,6 +22,7 @@ typedef struct index_source {
     uint64_t threads;       /* encoder threads (0: one per CPU) */
     int skip_missing;       /* leave out items with neither a vector nor the text */
     fn_ann *known;          /* NULL, or leave out the items this index holds, live or deleted */
+    size_t dim;             /* 0, or the dimension every vector must have (the index's) */
 } index_source;
 
 /* The rows read, in the store's order (item id byte order). */

@@ -290,6 +290,13 @@ def main():
               "--text-key", "title", "--model", args.model, rc=1,
               err="item 'b-text': encoded text of dimension 384, but item 'a-vec' has "
                   "dimension 16")
+        # index add to an index of other vectors stops at the encoder, before any text
+        f.run("index", "build", "--store", mixed, "--factory", "Flat", "--out",
+              p("vec16.idx"), "--skip-missing")
+        f.run("index", "add", "--index", p("vec16.idx"), "--store", mixed, "--text-key",
+              "title", "--model", args.model, "--out", p("bad.idx"), rc=1,
+              err="gives vectors of dimension 384, the index 16")
+        assert not os.path.exists(p("bad.idx"))
         print("--text-key: 6 titles encoded at build and 2 at add, each found first by its own "
               "embedding")
 
