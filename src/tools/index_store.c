@@ -159,19 +159,26 @@ static fn_status queue_text(store_items *si, const index_source *o, size_t row, 
     return si->n_pending == ENCODE_CHUNK ? flush_texts(si, o, err) : FN_OK;
 }
 
+/* Whether the index being added to holds number, live or deleted (counted): the item stays out. */
+static int known_to_index(store_items *si, const index_source *o, int64_t number)
+{
+    if (!o->known) return 0;
+    if (fn_ann_contains(o->known, number)) {
+        si->n_present++;
+        return 1;
+    }
+    if (fn_ann_is_deleted(o->known, number)) {
+        si->n_tombstoned++;
+        return 1;
+    }
+    return 0;
+}
+
 /* Takes one item: its id, and its vector or its text. */
 static fn_status take_item(store_items *si, const index_source *o, const char *id, size_t id_len,
                            int64_t number, const fn_store_record *rec, fn_error *err)
 {
     char a[256];
-    if (o->known && fn_ann_contains(o->known, number)) {
-        si->n_present++;
-        return FN_OK;
-    }
-    if (o->known && fn_ann_is_deleted(o->known, number)) {
-        si->n_tombstoned++;
-        return FN_OK;
-    }
     if (si->n == si->cap) {
         size_t cap = si->cap ? si->cap * 2 : 1024;
         char **ids = realloc(si->ids, cap * sizeof *ids);
@@ -266,34 +273,74 @@ static fn_status take_item(store_items *si, const index_source *o, const char *i
     return st;
 }
 
-fn_status index_read_store(const index_source *o, store_items *si, fn_error *err)
+/* A scan of the store's items: where it is, and its progress. */
+typedef struct reader {
+    const index_source *o;
+    store_items *si;
+    fn_store *s;
+    fn_progress *bar;
+    size_t seen;
+} reader;
+
+static void tick(reader *r)
 {
-    fn_store_options so = {.read_only = 1, .cache_disabled = 1};
-    fn_store *s = NULL;
+    if ((++r->seen & 1023) == 0) fn_progress_update(r->bar, r->seen, NULL);
+}
+
+/* Every item record, in id order (index build). */
+static fn_status read_all(reader *r, fn_error *err)
+{
     fn_store_iter *it = NULL;
-    fn_status st = fn_store_open(o->store, &so, &s, err);
-    if (st == FN_OK) st = fn_store_iter_open(s, FN_STORE_ITEMS, &it, err);
-    fn_progress *bar = st == FN_OK ? fn_progress_new("items", 0) : NULL;
-    size_t seen = 0;
+    fn_status st = fn_store_iter_open(r->s, FN_STORE_ITEMS, &it, err);
     while (st == FN_OK) {
         const char *id;
         size_t id_len;
         fn_store_record *rec;
-        st = fn_store_iter_next(it, &id, &id_len, &rec, err);
-        if (st == FN_END) {
-            if ((st = flush_texts(si, o, err)) != FN_OK) fn_error_prefix(err, "store %s", o->store);
-            break;
-        }
-        if (st != FN_OK) break;
+        if ((st = fn_store_iter_next(it, &id, &id_len, &rec, err)) != FN_OK) break;
         int64_t number;
-        st = fn_store_item_number(s, id, id_len, &number, err);
-        if (st == FN_OK && (st = take_item(si, o, id, id_len, number, rec, err)) != FN_OK)
-            fn_error_prefix(err, "store %s", o->store);
+        st = fn_store_item_number(r->s, id, id_len, &number, err);
+        if (st == FN_OK) st = take_item(r->si, r->o, id, id_len, number, rec, err);
         fn_store_record_release(rec);
-        if ((++seen & 1023) == 0) fn_progress_update(bar, seen, NULL);
+        tick(r);
     }
-    if (bar) fn_progress_finish(bar);
     fn_store_iter_close(it);
-    fn_store_close(s);
+    return st == FN_END ? FN_OK : st;
+}
+
+/* One numbered item of an index add: its record is read only when the index lacks it. */
+static fn_status take_numbered(void *ctx, int64_t number, const char *id, size_t id_len,
+                               fn_error *err)
+{
+    reader *r = ctx;
+    tick(r);
+    if (known_to_index(r->si, r->o, number)) return FN_OK;
+    fn_store_record *rec;
+    fn_status st = fn_store_get(r->s, FN_STORE_ITEMS, id, id_len, &rec, err);
+    if (st == FN_ERR_NOT_FOUND) { /* deleted from the store: its number stays, it is no item */
+        fn_error_clear(err);
+        return FN_OK;
+    }
+    if (st != FN_OK) return st;
+    st = take_item(r->si, r->o, id, id_len, number, rec, err);
+    fn_store_record_release(rec);
+    return st;
+}
+
+fn_status index_read_store(const index_source *o, store_items *si, fn_error *err)
+{
+    fn_store_options so = {.read_only = 1, .cache_disabled = 1};
+    reader r = {.o = o, .si = si};
+    fn_status st = fn_store_open(o->store, &so, &r.s, err);
+    if (st == FN_OK) {
+        r.bar = fn_progress_new("items", 0);
+        /* Adding to an index: the numbers, in order, are a short scan of small keys, and
+           only the items the index lacks have their records read and decoded. */
+        st = o->known ? fn_store_item_numbers_scan(r.s, 0, take_numbered, &r, err)
+                      : read_all(&r, err);
+        if (st == FN_OK) st = flush_texts(si, o, err);
+        if (st != FN_OK) fn_error_prefix(err, "store %s", o->store);
+        fn_progress_finish(r.bar);
+    }
+    fn_store_close(r.s);
     return st;
 }

@@ -25,7 +25,7 @@ typedef struct index_source {
     size_t dim;             /* 0, or the dimension every vector must have (the index's) */
 } index_source;
 
-/* The rows read, in the store's order (item id byte order). */
+/* The rows read: in item id byte order for a build, in number order for an add. */
 typedef struct store_items {
     size_t n, cap, dim;
     char **ids;          /* item ids, NUL-terminated */
