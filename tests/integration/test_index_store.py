@@ -213,6 +213,10 @@ def main():
     built = json.loads(f.run("index", "build", "--store", pruned, "--factory", "Flat", "--out",
                              p("pruned-rebuilt.idx"), "--json"))
     assert built["vectors"] == N - 1, built
+    # an add from that store to the index of the first items passes over the deleted one
+    add = json.loads(f.run("index", "add", "--index", p("flat.idx"), "--store", pruned, "--out",
+                           p("pruned-add.idx"), "--json"))
+    assert add["added"] == 39 and add["already"] == n0 and add["live"] == N - 1, add
     # a store of other vectors is refused
     f.run("index", "add", "--index", p("flat.idx"), "--store", db, "--vector-key", "emb2",
           "--out", p("bad.idx"), rc=1, err="dimension 8, the index 16")
