@@ -137,6 +137,9 @@ static fn_status parse_tensor(fn_safetensors *st, const char *name, json_t *desc
                        "tensor '%s': data_offsets [%lld, %lld] fall outside the %zu data bytes "
                        "(truncated file?)",
                        name, (long long)b, (long long)e, data_len);
+    /* the byte count too: 2^62 F32 elements are 2^64 bytes, which would wrap to 0 */
+    if (numel > UINT64_MAX / dtypes[t->dtype].size)
+        return corrupt(err, st->path, "tensor '%s': shape overflows", name);
     uint64_t want = numel * dtypes[t->dtype].size;
     if ((uint64_t)(e - b) != want)
         return corrupt(err, st->path, "tensor '%s': %lld bytes for %llu elements of %s", name,

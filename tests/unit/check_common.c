@@ -10,6 +10,7 @@
 #include "common/buf.h"
 #include "common/crc32c.h"
 #include "common/file.h"
+#include "common/safetensors.h"
 #include "common/sha256.h"
 #include "common/status.h"
 #include "test_util.h"
@@ -278,6 +279,85 @@ START_TEST(arena_alignment_reuse_and_big_blocks)
 }
 END_TEST
 
+/* A safetensors file of header text hdr followed by n data bytes of value 0x11. */
+static char *write_st(const char *dir, const char *hdr, size_t n)
+{
+    char *path = fn_test_path(dir, "t.safetensors");
+    size_t h = strlen(hdr);
+    uint8_t *b = malloc(8 + h + n + 1);
+    for (int i = 0; i < 8; i++) b[i] = (uint8_t)((uint64_t)h >> (8 * i));
+    memcpy(b + 8, hdr, h);
+    memset(b + 8 + h, 0x11, n);
+    fn_test_write_file(path, b, 8 + h + n);
+    free(b);
+    return path;
+}
+
+static void expect_st_corrupt(const char *dir, const char *hdr, size_t n, const char *fragment)
+{
+    char *path = write_st(dir, hdr, n);
+    fn_safetensors *st = NULL;
+    fn_error err = {0};
+    ck_assert_int_eq(fn_safetensors_open(path, &st, &err), FN_ERR_CORRUPT);
+    ck_assert_msg(strstr(err.msg, fragment), "'%s' lacks '%s'", err.msg, fragment);
+    ck_assert_msg(strstr(err.msg, "t.safetensors"), "'%s' names no file", err.msg);
+    ck_assert_ptr_null(st);
+    free(path);
+}
+
+START_TEST(safetensors_round_trip_and_damaged_headers)
+{
+    char *dir = fn_test_tmpdir();
+    char *path = fn_test_path(dir, "w.safetensors");
+    float a[6] = {1, 2, 3, 4, 5, 6};
+    int64_t shape[2] = {2, 3};
+    fn_error err = {0};
+    fn_safetensors_writer *w = fn_safetensors_writer_new();
+    ck_assert_int_eq(fn_safetensors_writer_add(w, "a", FN_ST_F32, 2, shape, a, &err), FN_OK);
+    ck_assert_int_eq(fn_safetensors_writer_meta(w, "k", "v", &err), FN_OK);
+    ck_assert_int_eq(fn_safetensors_writer_write(w, path, &err), FN_OK);
+    fn_safetensors_writer_free(w);
+    fn_safetensors *st = NULL;
+    ck_assert_int_eq(fn_safetensors_open(path, &st, &err), FN_OK);
+    const fn_st_tensor *t = NULL;
+    ck_assert_int_eq(fn_safetensors_expect(st, "a", FN_ST_F32, 2, shape, &t, &err), FN_OK);
+    ck_assert_int_eq(memcmp(t->data, a, sizeof a), 0);
+    ck_assert_str_eq(fn_safetensors_metadata(st, "k"), "v");
+    int64_t other[2] = {3, 2};
+    ck_assert_int_eq(fn_safetensors_expect(st, "a", FN_ST_F32, 2, other, &t, &err), FN_ERR_CORRUPT);
+    ck_assert_int_eq(fn_safetensors_expect(st, "b", FN_ST_F32, 2, shape, &t, &err),
+                     FN_ERR_NOT_FOUND);
+    fn_safetensors_close(st);
+
+    expect_st_corrupt(dir, "{\"a\":", 0, "header is not a JSON object");
+    expect_st_corrupt(dir, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,12]}}", 8,
+                      "outside the 8 data bytes");
+    expect_st_corrupt(dir, "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8,
+                      "8 bytes for 3 elements");
+    expect_st_corrupt(dir, "{\"a\":{\"dtype\":\"F31\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8,
+                      "unknown dtype 'F31'");
+    expect_st_corrupt(dir, "{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 8,
+                      "shape[0] is not a size");
+    /* 2^62 F32 elements are 2^64 bytes: the count must not wrap to the 0 bytes given */
+    expect_st_corrupt(dir,
+                      "{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],"
+                      "\"data_offsets\":[0,0]}}",
+                      0, "shape overflows");
+    expect_st_corrupt(dir,
+                      "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],"
+                      "\"data_offsets\":[0,0]}}",
+                      0, "shape overflows");
+    /* a header length beyond the file */
+    char *p2 = fn_test_path(dir, "t.safetensors");
+    fn_test_write_file(p2, "\xff\xff\xff\xff\x00\x00\x00\x00{}", 10);
+    ck_assert_int_eq(fn_safetensors_open(p2, &st, &err), FN_ERR_CORRUPT);
+    ck_assert_msg(strstr(err.msg, "exceeds the file"), "%s", err.msg);
+    free(p2);
+    fn_test_rmtree(dir);
+    free(path), free(dir);
+}
+END_TEST
+
 Suite *common_suite(void)
 {
     Suite *s = suite_create("common");
@@ -297,6 +377,7 @@ Suite *common_suite(void)
     tcase_add_test(t, read_all_limits_and_errors);
     tcase_add_test(t, error_prefix_keeps_message);
     tcase_add_test(t, arena_alignment_reuse_and_big_blocks);
+    tcase_add_test(t, safetensors_round_trip_and_damaged_headers);
     suite_add_tcase(s, t);
     return s;
 }
