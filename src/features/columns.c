@@ -965,8 +965,12 @@ static fn_status transform_column(const fn_columns *cs, size_t ci, const fn_colu
     case FN_COLUMN_NUMERIC:
         if ((st = numeric_values(c, f, c->shape, &have, err)) != FN_OK) return st;
         for (uint32_t i = 0; i < c->shape && st == FN_OK; i++) {
-            double v = have ? num_at(f, i) : (c->has_default ? c->default_num : 0.0);
-            if (c->has_norm) v = (v - c->mean) / c->std;
+            const double raw = have ? num_at(f, i) : (c->has_default ? c->default_num : 0.0);
+            double v = c->has_norm ? (raw - c->mean) / c->std : raw;
+            if (!isfinite((float)v)) /* a model input of inf turns every score into NaN */
+                return fn_error_set(err, FN_ERR_INVALID, "column '%s': feature '%s' value %g is %s",
+                                    c->name, c->keys[0], raw,
+                                    c->has_norm ? "infinite once normalized" : "infinite");
             st = emit(o, field, c->offset + i, (float)v, err);
         }
         return st;

@@ -4,6 +4,7 @@
  * into the same CSR of (field, index, value) triples.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,7 +79,7 @@ static fn_status parse_line(char *line, float *label, fn_feature_triple **t, siz
     char *save = NULL, *tok = strtok_r(line, " \t", &save), *end;
     errno = 0;
     double y = strtod(tok, &end);
-    if (*end || errno)
+    if (*end || errno || !isfinite(y))
         return fn_error_set(err, FN_ERR_INVALID, "%s: line %zu: label '%s' is not a number", path,
                             lineno, tok);
     *label = y > 0 ? 1.0f : 0.0f; /* libffm's rule: positive when > 0, else negative */
@@ -96,7 +97,7 @@ static fn_status parse_line(char *line, float *label, fn_feature_triple **t, siz
         if (end == p || *end != ':' || errno || i > UINT32_MAX - 1) goto bad;
         p = end + 1;
         float v = strtof(p, &end);
-        if (end == p || *end || errno || v != v) goto bad;
+        if (end == p || *end || errno || !isfinite(v)) goto bad; /* inf would poison training */
         if (*n == *cap) {
             *cap = *cap ? *cap * 2 : 64;
             fn_feature_triple *g = realloc(*t, *cap * sizeof *g);

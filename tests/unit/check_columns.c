@@ -175,6 +175,8 @@ START_TEST(numeric_and_bucketized)
                     "float_list or int64_list is expected");
     transform_fails(c, "age=f:1,2", "feature 'age' has 2 values, expected 1");
     transform_fails(c, "age=f:nan", "holds NaN");
+    transform_fails(c, "age=f:inf xy=f:0,0", "feature 'age' value inf is infinite once normalized");
+    transform_fails(c, "age=f:30 xy=f:0,-inf", "feature 'xy' value -inf is infinite");
     transform_fails(c, "xy=f:1", "feature 'xy' has 1 values, expected 2");
     fn_columns_free(c);
 }

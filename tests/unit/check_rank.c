@@ -85,6 +85,8 @@ START_TEST(libffm_reading_and_errors)
         {"1 0:3\n", "token 2 '0:3' is not field:index:value"},
         {"1 0:3:1:2\n", "token 2 '0:3:1:2'"},
         {"1 -1:3:1\n", "token 2"},
+        {"nan 0:3:1\n", "line 1: label 'nan' is not a number"},
+        {"1 0:3:1 1:4:inf\n", "token 3 '1:4:inf' is not field:index:value"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *p = write_tmp(dir, "bad.txt", bad[i].text);
