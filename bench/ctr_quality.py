@@ -4,15 +4,22 @@ and xgboost on the same features, on the Criteo libffm sample and on MovieLens-1
 
 funnel's hyperparameters come from a small grid per model, picked on the training data alone
 (MovieLens: `funnel demo`'s fit/valid split, each user's last tenth of training ratings by
-time; Criteo: five folds of the 200 training rows), never on the test file, with the
-number of epochs; the model is then trained on the whole training file. The baselines fit
-the whole training file with their defaults.
+time, by validation AUC; Criteo: five folds of the 200 training rows, by validation log
+loss), never on the test file, with the number of epochs; the model is then trained on the
+whole training file (MovieLens: seeds 1-3, the row gives the means). The baselines fit the
+whole training file with their defaults.
 
 MovieLens: `funnel demo` (label = rating >= 4, each user's last 20% of ratings by time in
 the test set); funnel's models read the TFRecord files through features.json (and, with
 --semantic, features-semantic.json, which adds the user-item cosine from MiniLM); the
 baselines read the same examples as the libffm lines `funnel features` prints, one-hot
 encoded (index -> column, value as given). Criteo: the libffm files as they are.
+
+MovieLens also has rows trained on graded labels (`funnel train --label rating --label-range
+2.5,4.5`: ratings 1-2 train as 0, 3 as 0.25, 4 as 0.75, 5 as 1), evaluated like every other
+row on the binary label rating >= 4, with logistic regression given the same targets (each
+row twice, as a positive weighted by its grade and a negative weighted by the rest, which is
+the cross-entropy against the grade).
 
   bench/ctr_quality.py --funnel build/src/tools/funnel --data ../shared/data [--model DIR]
 """
@@ -50,13 +57,28 @@ def read_libffm(path, n_features=None):
     return sp.csr_matrix((vals, (rows, cols)), shape=(len(y), n)), np.array(y)
 
 
-def baselines(train, test, rows):
+def widen(x, n):
+    return sp.csr_matrix((x.data, x.indices, x.indptr), shape=(x.shape[0], n))
+
+
+def baselines(train, test, rows, grades=None):
+    """LogisticRegression and xgboost on the training rows; with grades (a target in [0, 1] per
+    training row), only LogisticRegression, on the graded targets."""
     xtr, ytr = train
     xte, yte = test
     n = max(xtr.shape[1], xte.shape[1])
-    xtr = sp.csr_matrix((xtr.data, xtr.indices, xtr.indptr), shape=(xtr.shape[0], n))
-    xte = sp.csr_matrix((xte.data, xte.indices, xte.indptr), shape=(xte.shape[0], n))
+    xtr, xte = widen(xtr, n), widen(xte, n)
     t = time.time()
+    if grades is not None:
+        w = np.concatenate([grades, 1 - grades])
+        keep = w > 0
+        x2 = sp.vstack([xtr, xtr]).tocsr()[keep]
+        y2 = np.concatenate([np.ones(len(grades)), np.zeros(len(grades))])[keep]
+        lr = LogisticRegression(max_iter=2000).fit(x2, y2, sample_weight=w[keep])
+        p = lr.predict_proba(xte)[:, 1]
+        rows.append(("scikit-learn LogisticRegression, graded labels", roc_auc_score(yte, p),
+                     log_loss(yte, p), time.time() - t))
+        return
     lr = LogisticRegression(max_iter=2000).fit(xtr, ytr)
     p = lr.predict_proba(xte)[:, 1]
     rows.append(("scikit-learn LogisticRegression", roc_auc_score(yte, p), log_loss(yte, p),
@@ -106,10 +128,12 @@ def evaluate(funnel, model, test, data_args):
     return json.loads(out)
 
 
-def select(funnel, tmp, data_args, train_file, kind, grid, folds, holdout):
-    """The grid point with the lowest mean validation log loss, with its mean best epoch:
-    over `folds` folds of the training file held out in turn, or (folds 1) on the holdout
-    (fit, valid) pair. The test file plays no part."""
+def select(funnel, tmp, data_args, train_file, kind, grid, folds, holdout, train_args=(),
+           metric="logloss"):
+    """The grid point with the best mean validation metric (the lowest log loss, or with
+    metric "auc" the highest AUC, which then also picks each run's best epoch), with its
+    mean best epoch: over `folds` folds of the training file held out in turn, or (folds 1)
+    on the holdout (fit, valid) pair. The test file plays no part."""
     ext = os.path.splitext(train_file)[1]
     fit, valid = os.path.join(tmp, "cv-fit" + ext), os.path.join(tmp, "cv-valid" + ext)
     if folds == 1:
@@ -121,8 +145,9 @@ def select(funnel, tmp, data_args, train_file, kind, grid, folds, holdout):
             if folds > 1:
                 split_records(train_file, fit, valid, every=folds, which=fold)
             r = train(funnel, ["--model", kind, "--train", fit, "--valid", valid, "--out",
-                               os.path.join(tmp, "cv.safetensors")] + data_args + flags)
-            losses.append(r["valid_logloss"])
+                               os.path.join(tmp, "cv.safetensors"), "--valid-metric", metric] +
+                      data_args + flags + list(train_args))
+            losses.append(r["valid_logloss"] if metric == "logloss" else -r["valid_auc"])
             epochs.append(r["best_epoch"])
         loss = sum(losses) / len(losses)
         if best is None or loss < best[0]:
@@ -130,15 +155,24 @@ def select(funnel, tmp, data_args, train_file, kind, grid, folds, holdout):
     return best[1], best[2]
 
 
+def ratings_of(funnel, path):
+    """The rating feature of every record of a TFRecord file, in order."""
+    out = subprocess.run([funnel, "tfrecord", "cat", path], check=True, capture_output=True,
+                         text=True).stdout
+    return np.array([json.loads(line)["features"]["feature"]["rating"]["floatList"]["value"][0]
+                     for line in out.splitlines() if line.strip()])
+
+
 def funnel_models(funnel, tmp, data_args, train_file, test, rows, kinds, grids, folds=1,
-                  seeds=(1,), holdout=None):
+                  seeds=(1,), holdout=None, train_args=(), suffix="", metric="logloss"):
     """Each kind with the hyperparameters and the number of epochs select() picks from
     grids[kind] on the training data alone (folds 1: trained on holdout[0], validated on
     holdout[1], by default the training file's every tenth row; folds > 1: cross-validated),
     then trained on the whole training file for that many epochs: the latest training rows
     are the most telling about the test rows that follow them in time, and the baselines
     see them too. With several seeds, the row holds the mean AUC and log loss and notes
-    their range."""
+    their range. train_args go to training only (graded labels: the test file is evaluated on
+    its binary label, as every other row)."""
     if holdout is None:
         ext = os.path.splitext(train_file)[1]
         holdout = (os.path.join(tmp, "fit" + ext), os.path.join(tmp, "valid" + ext))
@@ -146,7 +180,8 @@ def funnel_models(funnel, tmp, data_args, train_file, test, rows, kinds, grids, 
     fit, valid = holdout
     for kind in kinds:
         grid = grids.get(kind, [[]])
-        flags, epochs = select(funnel, tmp, data_args, train_file, kind, grid, folds, holdout)
+        flags, epochs = select(funnel, tmp, data_args, train_file, kind, grid, folds, holdout,
+                               train_args, metric)
         model = os.path.join(tmp, "%s.safetensors" % kind)
         aucs, lls, secs = [], [], []
         for seed in seeds:
@@ -155,7 +190,7 @@ def funnel_models(funnel, tmp, data_args, train_file, test, rows, kinds, grids, 
             args += [f for i, f in enumerate(flags)
                      if f != "--epochs" and (i == 0 or flags[i - 1] != "--epochs")]
             train(funnel, ["--model", kind, "--out", model, "--seed", str(seed)] + args +
-                  data_args)
+                  data_args + list(train_args))
             secs.append(time.time() - t)
             r = evaluate(funnel, model, test, data_args)
             aucs.append(r["auc"])
@@ -164,6 +199,7 @@ def funnel_models(funnel, tmp, data_args, train_file, test, rows, kinds, grids, 
         name = "funnel %s" % (kind.upper() if kind != "deepfm" else "DeepFM")
         if shown:
             name += " (%s)" % " ".join(shown)
+        name += suffix
         if len(seeds) > 1:
             name += ", mean of seeds %d-%d (AUC %.4f-%.4f)" % (seeds[0], seeds[-1], min(aucs),
                                                               max(aucs))
@@ -236,11 +272,22 @@ def main():
             rows = []
             baselines(feats["train"], feats["test"], rows)
             grids = {"deepfm": [["--epochs", "20", "--l2", l2] for l2 in ("1e-5", "1e-4", "3e-4")] +
-                     [["--epochs", "20", "--dropout", "0.3"]]}
+                     [["--epochs", "20", "--dropout", "0.3", "--k", k] for k in ("8", "16")]}
+            holdout = (os.path.join(ml, "fit.tfrecord"), os.path.join(ml, "valid.tfrecord"))
+            funnel_models(args.funnel, tmp, ["--spec", spec], os.path.join(ml, "train.tfrecord"),
+                          os.path.join(ml, "test.tfrecord"), rows, kinds, grids, holdout=holdout,
+                          metric="auc", seeds=range(1, 4))
+            # The same models trained on graded labels (the grade of a rating, not whether it
+            # reaches 4), selected the same way: by the valid split's AUC, where the grades
+            # above 0.5 are the ratings of 4 and 5.
+            grades = np.clip((ratings_of(args.funnel, os.path.join(ml, "train.tfrecord")) - 2.5)
+                             / 2.0, 0, 1)
+            baselines(feats["train"], feats["test"], rows, grades=grades)
             funnel_models(args.funnel, tmp, ["--spec", spec], os.path.join(ml, "train.tfrecord"),
                           os.path.join(ml, "test.tfrecord"), rows, kinds, grids,
-                          holdout=(os.path.join(ml, "fit.tfrecord"),
-                                   os.path.join(ml, "valid.tfrecord")))
+                          holdout=holdout,
+                          train_args=["--label", "rating", "--label-range", "2.5,4.5"],
+                          suffix=", graded labels", metric="auc", seeds=range(1, 4))
             table("MovieLens-100k, %s (80000 train / 20000 test, label rating >= 4)" % spec_name,
                   rows)
             results["movielens " + spec_name] = rows

@@ -146,21 +146,31 @@ fn_status fn_dataset_read_libffm(const char *path, fn_dataset **out, fn_error *e
     return FN_OK;
 }
 
-static fn_status example_label(const Tensorflow__Example *ex, const char *key, float *out,
+static fn_status example_label(const Tensorflow__Example *ex, const fn_label_rule *rule, float *out,
                                fn_error *err)
 {
     double v;
-    fn_status st = fn_features_first_number(fn_example_features(ex), key, &v, err);
+    fn_status st = fn_features_first_number(fn_example_features(ex), rule->key, &v, err);
     if (st == FN_ERR_NOT_FOUND) /* a missing label is bad input, not a lookup miss */
-        return fn_error_set(err, FN_ERR_INVALID, "label feature '%s' is missing", key);
+        return fn_error_set(err, FN_ERR_INVALID, "label feature '%s' is missing", rule->key);
     if (st != FN_OK) return fn_error_prefix(err, "label");
-    *out = v > 0.5 ? 1.0f : 0.0f;
+    if (!isfinite(v))
+        return fn_error_set(err, FN_ERR_INVALID, "label feature '%s' holds %g", rule->key, v);
+    if (!rule->graded) {
+        *out = v > 0.5 ? 1.0f : 0.0f;
+        return FN_OK;
+    }
+    double y = (v - rule->lo) / (rule->hi - rule->lo);
+    *out = y <= 0 ? 0.0f : y >= 1 ? 1.0f : (float)y;
     return FN_OK;
 }
 
-fn_status fn_dataset_read_tfrecord(const char *path, const fn_columns *spec, const char *label_key,
-                                   fn_dataset **out, fn_error *err)
+fn_status fn_dataset_read_tfrecord(const char *path, const fn_columns *spec,
+                                   const fn_label_rule *label, fn_dataset **out, fn_error *err)
 {
+    if (label->graded && !(label->lo < label->hi))
+        return fn_error_set(err, FN_ERR_INVALID, "graded label '%s': range [%g, %g] is empty",
+                            label->key, label->lo, label->hi);
     fn_tfrecord_reader *r;
     fn_status st = fn_tfrecord_reader_open(path, NULL, &r, err);
     if (st != FN_OK) return st;
@@ -181,7 +191,7 @@ fn_status fn_dataset_read_tfrecord(const char *path, const fn_columns *spec, con
         fn_arena_reset(arena);
         float y = 0;
         st = fn_example_decode_arena(data, len, arena, &ex, err);
-        if (st == FN_OK) st = example_label(ex, label_key, &y, err);
+        if (st == FN_OK) st = example_label(ex, label, &y, err);
         if (st == FN_OK) {
             fn_column_sources src;
             for (int s = 0; s < FN_SOURCE_COUNT; s++) src.src[s] = fn_example_features(ex);

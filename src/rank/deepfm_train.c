@@ -320,10 +320,9 @@ static fn_status batch_step(trainer *t, const fn_dataset *d, const size_t *rows,
     if (st == FN_OK) st = fn_tensor_read(&out, t->mlp, nb * sizeof(float), err);
     if (st != FN_OK) return st;
     for (size_t i = 0; i < nb; i++) {
-        double y = d->labels[rows[i]] > 0.5f ? 1.0 : -1.0, z = -y * (double)(t->fmv[i] + t->mlp[i]);
-        *loss += fn_fm_softplus(z);
-        /* dloss/dlogit = p - label, through z so that it cannot overflow; mean over the batch. */
-        t->g[i] = (float)(-y / (1.0 + exp(-z)) / (double)nb);
+        double dt;
+        *loss += fn_logistic_loss((double)(t->fmv[i] + t->mlp[i]), d->labels[rows[i]], &dt);
+        t->g[i] = (float)(dt / (double)nb); /* dloss/dlogit = p - label, mean over the batch */
     }
     if ((st = fn_tensor_write(&dout, t->g, nb * sizeof(float), err)) ||
         (st = mlp_backward(t, (int64_t)nb, err)) ||
@@ -382,7 +381,7 @@ static fn_status run_epochs(trainer *t, const fn_dataset *train, const fn_datase
         goto done;
     }
     uint64_t shuffle_state = o->seed ^ 0x5f0e1d2c3b4a6978ull;
-    fn_epochs e = fn_epochs_start(o, "deepfm", valid != NULL, n);
+    fn_epochs e = fn_epochs_start(o, "deepfm", valid, n);
     for (int epoch = 1; epoch <= o->epochs; epoch++) {
         fn_rng_shuffle(order, n, &shuffle_state);
         fn_progress *bar = o->progress ? fn_progress_new("examples", n) : NULL;
@@ -400,19 +399,14 @@ static fn_status run_epochs(trainer *t, const fn_dataset *train, const fn_datase
         }
         e.train_s += (double)(fn_now_ns() - t0) / 1e9;
         if (st == FN_OK) st = publish(t, t->cur, err);
-        double vl = NAN;
-        if (st == FN_OK && valid) {
-            st = dfm_predict_rows(t->m, valid, 0, valid->n, o->threads, probs, err);
-            if (st == FN_OK)
-                vl = fn_metric_logloss(probs, valid->labels, valid->n);
-            else
-                fn_error_prefix(err, "deepfm train: validation");
-        }
+        if (st == FN_OK && valid &&
+            (st = dfm_predict_rows(t->m, valid, 0, valid->n, o->threads, probs, err)) != FN_OK)
+            fn_error_prefix(err, "deepfm train: validation");
         if (st != FN_OK) {
             fn_progress_finish(bar);
             goto done;
         }
-        int is_best, stop = fn_epochs_after(&e, epoch, sum / (double)n, vl, bar, &is_best);
+        int is_best, stop = fn_epochs_after(&e, epoch, sum / (double)n, probs, bar, &is_best);
         if (is_best) {
             memcpy(t->best, t->cur, t->mlp_floats * sizeof(float));
             memcpy(t->bestP, t->f->P, t->f->n_param * sizeof(float));
@@ -446,7 +440,7 @@ fn_status dfm_train(fn_model *m, const fn_train_options *o, const fn_dataset *tr
        a step, so from 0 a rare positive class would take hundreds of steps to be priced in,
        and small data sets never get them. */
     double pos = 0;
-    for (size_t i = 0; i < train->n; i++) pos += train->labels[i] > 0.5f;
+    for (size_t i = 0; i < train->n; i++) pos += train->labels[i]; /* graded ones count part */
     double rate = fmin(fmax(pos / (double)train->n, 1e-6), 1 - 1e-6);
     ((deepfm *)m->impl)->P[0] = (float)log(rate / (1 - rate));
     trainer t = {.m = m, .f = m->impl, .o = o, .L = ((deepfm *)m->impl)->L};

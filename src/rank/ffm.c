@@ -440,17 +440,16 @@ static double step(fn_model *m, const fn_dataset *d, size_t row)
     size_t nx = (size_t)(d->offsets[row + 1] - d->offsets[row]);
     float r = scale_of(m, x, nx);
     float t = wtx(f, x, nx, r);
-    double y = d->labels[row] > 0.5f ? 1.0 : -1.0, z = -y * (double)t;
-    /* libffm: loss log1p(exp(-y t)), kappa = -y exp(-y t) / (1 + exp(-y t)); written so
-       that neither overflows for a large |t|. */
-    float kappa = (float)(-y / (1.0 + exp(-z)));
+    /* libffm: loss log1p(exp(-y t)), kappa = -y exp(-y t) / (1 + exp(-y t)) for y = +-1 */
+    double dt, loss = fn_logistic_loss((double)t, d->labels[row], &dt);
+    float kappa = (float)dt;
 #ifdef FFM_X86
     if (f->avx2)
         update_avx2(f, x, nx, r, kappa, m->hp.lr, m->hp.l2);
     else
 #endif
         update_portable(f, x, nx, r, kappa, m->hp.lr, m->hp.l2);
-    return fn_fm_softplus(z);
+    return loss;
 }
 
 /*

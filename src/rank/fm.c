@@ -243,9 +243,8 @@ static double step(fn_model *m, const fn_dataset *d, size_t row)
     sums_clear(f, &s);
     add(f, x, nx, &s);
     float t = logit(f, &s);
-    double y = d->labels[row] > 0.5f ? 1.0 : -1.0, z = -y * (double)t;
-    /* dloss/dlogit = p - label, written through z so that it cannot overflow. */
-    float g = (float)(-y / (1.0 + exp(-z)));
+    double dt, loss = fn_logistic_loss((double)t, d->labels[row], &dt);
+    float g = (float)dt; /* dloss/dlogit = p - label */
     float *w = f->P + f->lin_off, *V = f->P + f->emb_off;
     float *Gw = f->G + f->lin_off, *GV = f->G + f->emb_off;
     adagrad(&f->P[0], &f->G[0], g, lr);
@@ -264,7 +263,7 @@ static double step(fn_model *m, const fn_dataset *d, size_t row)
         for (int dd = 0; dd < k; dd++)
             adagrad(v + dd, G + dd, gx * (s.S[dd] - v[dd] * xv) + l2 * v[dd], lr);
     }
-    return fn_fm_softplus(z);
+    return loss;
 }
 
 /* The weights and accumulators example `row` will update, asked for ahead (see fm_train.h). */

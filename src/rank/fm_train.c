@@ -89,8 +89,9 @@ static void valid_task(void *ctx, size_t c)
     }
 }
 
-static fn_status valid_loss(fn_pool *pool, const fn_model *m, const fn_dataset *d, float *probs,
-                            double *loss, fn_error *err)
+/* The model's predictions for the validation set, over the pool's threads. */
+static fn_status valid_predict(fn_pool *pool, const fn_model *m, const fn_dataset *d, float *probs,
+                               fn_error *err)
 {
     valid_job j = {.m = m, .d = d, .out = probs, .st = FN_OK, .failed = ATOMIC_FLAG_INIT};
     fn_pool_run(pool, (d->n + CHUNK - 1) / CHUNK, valid_task, &j);
@@ -98,7 +99,6 @@ static fn_status valid_loss(fn_pool *pool, const fn_model *m, const fn_dataset *
         if (err) *err = j.err;
         return fn_error_prefix(err, "train: validation");
     }
-    *loss = fn_metric_logloss(probs, d->labels, d->n);
     return FN_OK;
 }
 
@@ -122,7 +122,7 @@ fn_status fn_fm_train_epochs(const fn_fm_trainer *t, const fn_train_options *o,
 
     /* The shuffle has its own stream, apart from the initialisation's (seeded by seed too). */
     uint64_t shuffle_state = o->seed ^ 0x5f0e1d2c3b4a6978ull;
-    fn_epochs e = fn_epochs_start(o, kind, valid != NULL, n);
+    fn_epochs e = fn_epochs_start(o, kind, valid, n);
     for (int epoch = 1; epoch <= o->epochs; epoch++) {
         fn_rng_shuffle(order, n, &shuffle_state);
         epoch_job j = {.t = t,
@@ -140,12 +140,11 @@ fn_status fn_fm_train_epochs(const fn_fm_trainer *t, const fn_train_options *o,
         e.train_s += (double)(fn_now_ns() - t0) / 1e9;
         double sum = 0;
         for (size_t c = 0; c < n_chunks; c++) sum += chunk_loss[c];
-        double vl = NAN;
-        if (valid && (st = valid_loss(pool, t->m, valid, probs, &vl, err)) != FN_OK) {
+        if (valid && (st = valid_predict(pool, t->m, valid, probs, err)) != FN_OK) {
             fn_progress_finish(j.bar);
             goto done;
         }
-        int is_best, stop = fn_epochs_after(&e, epoch, sum / (double)n, vl, j.bar, &is_best);
+        int is_best, stop = fn_epochs_after(&e, epoch, sum / (double)n, probs, j.bar, &is_best);
         if (is_best) memcpy(best, t->params, t->n_params * sizeof *best);
         if (stop) break;
     }
@@ -173,6 +172,20 @@ float *fn_fm_alloc(size_t n)
 double fn_fm_softplus(double z)
 {
     return z > 0 ? z + log1p(exp(-z)) : log1p(exp(z));
+}
+
+double fn_logistic_loss(double t, double y, double *grad)
+{
+    if (y >= 1) {
+        *grad = -1.0 / (1.0 + exp(t));
+        return fn_fm_softplus(-t);
+    }
+    if (y <= 0) {
+        *grad = 1.0 / (1.0 + exp(-t));
+        return fn_fm_softplus(t);
+    }
+    *grad = (t >= 0 ? 1.0 / (1.0 + exp(-t)) : exp(t) / (1.0 + exp(t))) - y;
+    return y * fn_fm_softplus(-t) + (1 - y) * fn_fm_softplus(t);
 }
 
 int fn_fm_use_avx2(void)

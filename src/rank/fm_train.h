@@ -56,6 +56,14 @@ float *fn_fm_alloc(size_t n);
 /* log(1 + exp(z)) without overflow: the log loss of a logit t is softplus(-y t), y = +-1. */
 double fn_fm_softplus(double z);
 
+/*
+ * The log loss of logit t against target y in [0, 1], and in *grad its
+ * derivative dloss/dt = sigmoid(t) - y, neither overflowing for a large |t|.
+ * Targets of 1 and 0 take the binary forms (softplus(-t), -1 / (1 + e^t)),
+ * exactly, so that binary training is what libffm computes.
+ */
+double fn_logistic_loss(double t, double y, double *grad);
+
 /* The CPU has AVX2 and FMA and FUNNEL_CPU_SIMD does not ask for the portable code. */
 int fn_fm_use_avx2(void);
 

@@ -45,7 +45,14 @@ double fn_metric_logloss(const float *probs, const float *labels, size_t n)
         double p = probs[i];
         if (p < DBL_EPSILON) p = DBL_EPSILON;
         if (p > 1 - DBL_EPSILON) p = 1 - DBL_EPSILON;
-        sum += labels[i] > 0.5f ? -log(p) : -log(1 - p);
+        double y = labels[i];
+        if (y >= 1) {
+            sum -= log(p);
+        } else if (y <= 0) {
+            sum -= log(1 - p);
+        } else {
+            sum -= y * log(p) + (1 - y) * log(1 - p);
+        }
     }
     return sum / (double)n;
 }

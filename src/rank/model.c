@@ -118,7 +118,7 @@ fn_status fn_model_train(const fn_train_options *opts, const fn_dataset *train,
     fn_model *m;
     fn_status st = model_new(opts, fields, features, spec_sha256, &m, err);
     if (st != FN_OK) return st;
-    fn_train_report rep = {.best_valid_loss = NAN};
+    fn_train_report rep = {.best_valid_loss = NAN, .best_valid_auc = NAN};
     st = m->ops->train(m, opts, train, valid && valid->n ? valid : NULL, &rep, err);
     if (st != FN_OK) {
         fn_model_free(m);
@@ -440,22 +440,31 @@ fn_status fn_rank_load_fm_block(const fn_safetensors *st, float *P, size_t lin_o
     return s;
 }
 
-fn_epochs fn_epochs_start(const fn_train_options *o, const char *kind, int has_valid, size_t n)
+fn_epochs fn_epochs_start(const fn_train_options *o, const char *kind, const fn_dataset *valid,
+                          size_t n)
 {
     return (fn_epochs){.o = o,
                        .kind = kind,
-                       .has_valid = has_valid,
+                       .valid = valid,
                        .n = n,
                        .best_loss = INFINITY,
+                       .best_auc = NAN,
                        .train_loss = NAN};
 }
 
-int fn_epochs_after(fn_epochs *e, int epoch, double train_loss, double valid_loss, fn_progress *bar,
-                    int *is_best)
+int fn_epochs_after(fn_epochs *e, int epoch, double train_loss, const float *valid_probs,
+                    fn_progress *bar, int *is_best)
 {
-    char line[96];
+    double valid_loss = NAN, valid_auc = NAN;
+    if (e->valid) {
+        valid_loss = fn_metric_logloss(valid_probs, e->valid->labels, e->valid->n);
+        valid_auc = fn_metric_auc(valid_probs, e->valid->labels, e->valid->n);
+    }
+    char line[112];
     int len = snprintf(line, sizeof line, "epoch %d/%d loss %.5f", epoch, e->o->epochs, train_loss);
-    if (e->has_valid) snprintf(line + len, sizeof line - (size_t)len, " valid %.5f", valid_loss);
+    if (e->valid)
+        snprintf(line + len, sizeof line - (size_t)len, " valid %.5f auc %.5f", valid_loss,
+                 valid_auc);
     fn_progress_update(bar, e->n, line);
     fn_progress_finish(bar); /* one line per epoch stays on the terminal, as libffm's table */
     fn_log_debug("%s train: %s", e->kind, line);
@@ -463,13 +472,19 @@ int fn_epochs_after(fn_epochs *e, int epoch, double train_loss, double valid_los
     e->run = epoch;
     e->train_loss = train_loss;
     *is_best = 0;
-    if (!e->has_valid) {
+    if (!e->valid) {
         if (!isfinite(train_loss)) return 1;
         e->best_epoch = epoch;
         return 0;
     }
-    if (valid_loss < e->best_loss) { /* NaN never is */
+    /* NaN is never better; a tie keeps the earlier epoch; a validation set of one class (AUC
+       NaN) is judged by its log loss */
+    int better = valid_loss < e->best_loss;
+    if (e->o->valid_metric == FN_VALID_AUC && !isnan(valid_auc))
+        better = isfinite(valid_loss) && (isnan(e->best_auc) || valid_auc > e->best_auc);
+    if (better) {
         e->best_loss = valid_loss;
+        e->best_auc = valid_auc;
         e->best_epoch = epoch;
         *is_best = 1;
     } else if (e->o->patience >= 1 && epoch - e->best_epoch >= e->o->patience) {
@@ -480,15 +495,16 @@ int fn_epochs_after(fn_epochs *e, int epoch, double train_loss, double valid_los
 
 fn_status fn_epochs_finish(const fn_epochs *e, fn_train_report *rep, int *restore, fn_error *err)
 {
-    if (e->best_epoch == 0 || (!e->has_valid && !isfinite(e->train_loss)))
+    if (e->best_epoch == 0 || (!e->valid && !isfinite(e->train_loss)))
         return fn_error_set(err, FN_ERR_INVALID,
                             "%s train: the %s loss is not finite after epoch %d: training "
                             "diverged (lower the learning rate)",
-                            e->kind, e->has_valid ? "validation" : "training", e->run);
-    *restore = e->has_valid && e->best_epoch != e->run;
+                            e->kind, e->valid ? "validation" : "training", e->run);
+    *restore = e->valid && e->best_epoch != e->run;
     rep->epochs_run = e->run;
     rep->best_epoch = e->best_epoch;
-    rep->best_valid_loss = e->has_valid ? e->best_loss : NAN;
+    rep->best_valid_loss = e->valid ? e->best_loss : NAN;
+    rep->best_valid_auc = e->valid ? e->best_auc : NAN;
     rep->train_loss = e->train_loss;
     rep->examples_per_s = e->train_s > 0 ? (double)e->n * e->run / e->train_s : 0;
     return FN_OK;

@@ -23,7 +23,8 @@
 /* Examples as triples in CSR form: example i owns triples[offsets[i] .. offsets[i + 1]). */
 typedef struct fn_dataset {
     size_t n;
-    float *labels; /* n; 1 positive, 0 negative (libffm's -1 reads as 0) */
+    float *labels; /* n targets in [0, 1]: 1 positive, 0 negative (libffm's -1 reads as 0), or a
+                      grade in between (fn_label_rule) */
     uint64_t *offsets;
     fn_feature_triple *triples;
     uint32_t n_fields;   /* fields in use: max field + 1, or the spec's column count */
@@ -36,18 +37,37 @@ typedef struct fn_dataset {
  */
 fn_status fn_dataset_read_libffm(const char *path, fn_dataset **out, fn_error *err);
 /*
- * Reads a TFRecord file of tf.Example and applies the feature columns (every
- * key from the one Example); the label is the first value of label_key.
+ * How a TFRecord label becomes a training target: the first value of feature
+ * `key`, binary (positive when > 0.5) or, when graded, (v - lo) / (hi - lo)
+ * clipped to [0, 1]. Graded targets train on what a binary label throws away:
+ * with ratings of 1 to 5 and lo 2.5, hi 4.5, a 3 weighs 0.25 and a 4 0.75, so
+ * the model learns how far an example is from the threshold the label draws.
  */
-fn_status fn_dataset_read_tfrecord(const char *path, const fn_columns *spec, const char *label_key,
-                                   fn_dataset **out, fn_error *err);
+typedef struct fn_label_rule {
+    const char *key;
+    int graded;
+    double lo, hi; /* graded only; lo < hi */
+} fn_label_rule;
+
+/*
+ * Reads a TFRecord file of tf.Example and applies the feature columns (every
+ * key from the one Example); the label follows the rule.
+ */
+fn_status fn_dataset_read_tfrecord(const char *path, const fn_columns *spec,
+                                   const fn_label_rule *label, fn_dataset **out, fn_error *err);
 void fn_dataset_free(fn_dataset *d);
 
 /* ---- metrics ---- */
 
-/* Area under the ROC curve, exact (rank statistic, tied scores count half); NaN if one class. */
+/*
+ * Area under the ROC curve, exact (rank statistic, tied scores count half); NaN if one class.
+ * Labels above 0.5 are the positives.
+ */
 double fn_metric_auc(const float *scores, const float *labels, size_t n);
-/* Mean binary cross-entropy, probabilities clipped to [eps, 1 - eps] with eps = DBL_EPSILON. */
+/*
+ * Mean binary cross-entropy, probabilities clipped to [eps, 1 - eps] with eps = DBL_EPSILON;
+ * a graded target y counts -(y log p + (1 - y) log(1 - p)).
+ */
 double fn_metric_logloss(const float *probs, const float *labels, size_t n);
 
 /* ---- models ---- */
@@ -62,13 +82,20 @@ typedef struct fn_model fn_model;
 
 #define FN_MAX_HIDDEN 8
 
+/* What early stopping and the choice of the epoch kept watch on the validation set. */
+typedef enum fn_valid_metric {
+    FN_VALID_LOGLOSS = 0, /* lower is better (the default) */
+    FN_VALID_AUC,         /* higher is better; targets above 0.5 are the positives */
+} fn_valid_metric;
+
 typedef struct fn_train_options {
     fn_model_kind kind;
-    int k;         /* latent factors (FM 8, FFM 4, DeepFM 8 by default) */
-    float lr;      /* learning rate */
-    float l2;      /* L2 regularisation */
-    int epochs;    /* at most this many passes */
-    int patience;  /* stop after this many epochs without a better validation loss */
+    int k;        /* latent factors (FM 8, FFM 4, DeepFM 8 by default) */
+    float lr;     /* learning rate */
+    float l2;     /* L2 regularisation */
+    int epochs;   /* at most this many passes */
+    int patience; /* stop after this many epochs without a better validation metric */
+    fn_valid_metric valid_metric;
     uint64_t seed; /* initialisation and shuffling */
     int threads;   /* 0: all online CPUs */
     int normalize; /* FFM: scale each example's values to unit length (libffm -norm) */
@@ -90,7 +117,8 @@ fn_status fn_model_kind_parse(const char *name, fn_model_kind *out);
 typedef struct fn_train_report {
     int epochs_run;
     int best_epoch;         /* 1-based; the model kept is this epoch's */
-    double best_valid_loss; /* NaN without validation data */
+    double best_valid_loss; /* the kept epoch's validation log loss; NaN without validation */
+    double best_valid_auc;  /* and its AUC (NaN also when the set has one class) */
     double train_loss;      /* of the last epoch */
     double examples_per_s;
 } fn_train_report;

@@ -85,29 +85,32 @@ fn_status fn_rank_load_fm_block(const fn_safetensors *st, float *P, size_t lin_o
                                 uint64_t n, int k, fn_error *err);
 
 /*
- * The epoch bookkeeping every kind's training loop shares: the line each
- * epoch leaves on the terminal, early stopping after `patience` epochs
- * without a lower validation loss, divergence, and the report.
+ * The epoch bookkeeping every kind's training loop shares: the validation
+ * metrics, the line each epoch leaves on the terminal, early stopping after
+ * `patience` epochs without a better validation metric (o->valid_metric),
+ * divergence, and the report.
  */
 typedef struct fn_epochs {
     const fn_train_options *o;
     const char *kind;
-    int has_valid;
-    size_t n;            /* training examples an epoch */
-    int best_epoch, run; /* 0 until an epoch counts */
-    double best_loss, train_loss;
+    const fn_dataset *valid; /* NULL without validation */
+    size_t n;                /* training examples an epoch */
+    int best_epoch, run;     /* 0 until an epoch counts */
+    double best_loss, best_auc, train_loss;
     double train_s; /* the caller adds the seconds spent training (not validating) */
 } fn_epochs;
 
-fn_epochs fn_epochs_start(const fn_train_options *o, const char *kind, int has_valid, size_t n);
+fn_epochs fn_epochs_start(const fn_train_options *o, const char *kind, const fn_dataset *valid,
+                          size_t n);
 /*
- * After epoch `epoch` (1-based): its line ("epoch e/E loss x valid y") closes
- * bar and goes to the debug log. valid_loss is NaN without validation data.
- * *is_best: the best epoch so far, whose weights the caller keeps now.
- * Returns 1 when training should stop (patience spent, or the loss diverged).
+ * After epoch `epoch` (1-based), with valid_probs the model's predictions for
+ * the validation set (NULL without one): its line ("epoch e/E loss x valid y
+ * auc z") closes bar and goes to the debug log. *is_best: the best epoch so
+ * far, whose weights the caller keeps now. Returns 1 when training should
+ * stop (patience spent, or the loss diverged).
  */
-int fn_epochs_after(fn_epochs *e, int epoch, double train_loss, double valid_loss, fn_progress *bar,
-                    int *is_best);
+int fn_epochs_after(fn_epochs *e, int epoch, double train_loss, const float *valid_probs,
+                    fn_progress *bar, int *is_best);
 /*
  * After the loop: FN_ERR_INVALID when no finite epoch can be kept (training
  * diverged), else fills rep; *restore is 1 when the

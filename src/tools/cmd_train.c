@@ -15,13 +15,14 @@
 
 static const char train_usage[] =
     "usage: funnel train --model fm|ffm|deepfm --train FILE [--valid FILE] --out MODEL\n"
-    "                    (--spec SPEC.json [--label KEY] | --format libffm) [options]\n"
+    "                    (--spec SPEC.json [--label KEY] [--label-range LO,HI] |\n"
+    "                     --format libffm) [options]\n"
     "\n"
     "Trains a click-through-rate model and writes it as safetensors. TFRecord input\n"
     "(tf.Example) goes through the feature-column spec, whose SHA-256 the model keeps;\n"
     "libffm input is `label field:index:value ...` per line. With --valid, every epoch\n"
     "is validated, training stops after --patience epochs without a better validation\n"
-    "log loss, and the best epoch is kept.\n"
+    "log loss (or AUC, --valid-metric auc), and the best epoch is kept.\n"
     "\n"
     "options (defaults depend on the model: FM k 8, lr 0.05, l2 1e-5; FFM k 4, lr 0.2,\n"
     "l2 2e-5 with instance normalisation, as libffm; DeepFM k 8, lr 0.001 with Adam,\n"
@@ -31,6 +32,7 @@ static const char train_usage[] =
     "  --l2 X             L2 regularisation\n"
     "  --epochs N         most passes over the data (default 10)\n"
     "  --patience N       epochs without improvement before stopping (default 2)\n"
+    "  --valid-metric M   what --valid judges epochs by: logloss (default) or auc\n"
     "  --seed N           initialisation and shuffling (default 1)\n"
     "  --threads N        training threads (default: all CPUs)\n"
     "  --norm / --no-norm FFM instance normalisation\n"
@@ -40,14 +42,22 @@ static const char train_usage[] =
     "  --batch N          DeepFM mini-batch size (default 256)\n"
     "  --device D         DeepFM: cpu (default) or cuda\n"
     "  --label KEY        label feature of TFRecord input (default: label)\n"
+    "  --label-range LO,HI  graded targets: the label's value v trains as\n"
+    "                     (v - LO) / (HI - LO) clipped to [0, 1] instead of 1 when\n"
+    "                     v > 0.5, else 0 (e.g. --label rating --label-range 2.5,4.5:\n"
+    "                     ratings 1-2 count 0, 3 0.25, 4 0.75, 5 1); the model still\n"
+    "                     predicts a probability, of the grade, and ranks by it\n"
     "  --json             print the training report as one JSON object\n";
 
 static const char eval_usage[] =
-    "usage: funnel eval --model MODEL --data FILE (--spec SPEC.json [--label KEY] |\n"
-    "                   --format libffm) [--json] [--predictions OUT] [--threads N]\n"
+    "usage: funnel eval --model MODEL --data FILE (--spec SPEC.json [--label KEY]\n"
+    "                   [--label-range LO,HI] | --format libffm) [--json]\n"
+    "                   [--predictions OUT] [--threads N]\n"
     "\n"
     "Scores every example and prints the AUC (exact; tied scores count half) and the\n"
-    "log loss. --json prints {\"auc\": ..., \"logloss\": ..., \"n\": ...}; --predictions\n"
+    "log loss. With --label-range (as in train), targets above 0.5 are the AUC's\n"
+    "positives and the log loss is the cross-entropy against the graded targets. --json prints "
+    "{\"auc\": ..., \"logloss\": ..., \"n\": ...}; --predictions\n"
     "writes one predicted probability per line, in input order. A TFRecord model\n"
     "refuses a spec other than the one it was trained with.\n";
 
@@ -59,11 +69,13 @@ enum {
     OPT_SPEC,
     OPT_FORMAT,
     OPT_LABEL,
+    OPT_LABEL_RANGE,
     OPT_K,
     OPT_LR,
     OPT_L2,
     OPT_EPOCHS,
     OPT_PATIENCE,
+    OPT_VALID_METRIC,
     OPT_SEED,
     OPT_THREADS,
     OPT_NORM,
@@ -87,11 +99,13 @@ static const struct option long_opts[] = {
     {"spec", required_argument, NULL, OPT_SPEC},
     {"format", required_argument, NULL, OPT_FORMAT},
     {"label", required_argument, NULL, OPT_LABEL},
+    {"label-range", required_argument, NULL, OPT_LABEL_RANGE},
     {"k", required_argument, NULL, OPT_K},
     {"lr", required_argument, NULL, OPT_LR},
     {"l2", required_argument, NULL, OPT_L2},
     {"epochs", required_argument, NULL, OPT_EPOCHS},
     {"patience", required_argument, NULL, OPT_PATIENCE},
+    {"valid-metric", required_argument, NULL, OPT_VALID_METRIC},
     {"seed", required_argument, NULL, OPT_SEED},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"norm", no_argument, NULL, OPT_NORM},
@@ -119,7 +133,37 @@ typedef struct args {
     uint64_t seed;
     int has_seed;
     const char *device;
+    int graded;
+    double label_lo, label_hi;
+    int valid_metric; /* -1: the default */
 } args;
+
+/* A metric as JSON: null when it is not a number (no validation set, one class). */
+static void json_number_or_null(fn_buf *b, double v)
+{
+    if (isnan(v)) {
+        fn_buf_puts(b, "null");
+    } else {
+        fn_buf_json_double(b, v);
+    }
+}
+
+/* LO,HI: two finite numbers, LO < HI. */
+static int parse_label_range(const char *cmd, const char *s, args *a)
+{
+    char *end, *mid;
+    a->label_lo = strtod(s, &mid);
+    if (mid != s && *mid == ',') {
+        a->label_hi = strtod(mid + 1, &end);
+        if (end != mid + 1 && !*end && isfinite(a->label_lo) && isfinite(a->label_hi) &&
+            a->label_lo < a->label_hi) {
+            a->graded = 1;
+            return 1;
+        }
+    }
+    fn_cli_usage_error(cmd, "--label-range expects LO,HI with LO < HI (e.g. 2.5,4.5), not '%s'", s);
+    return 0;
+}
 
 static int parse_hidden(const char *cmd, const char *s, args *a)
 {
@@ -145,6 +189,7 @@ static int parse(const char *cmd, int argc, char **argv, args *a, const char *us
     memset(a, 0, sizeof *a);
     a->k = a->epochs = a->patience = a->batch = a->norm = a->relu = -1;
     a->lr = a->l2 = a->dropout = -1;
+    a->valid_metric = -1;
     a->label = "label";
     optind = 1;
     int c;
@@ -170,6 +215,15 @@ static int parse(const char *cmd, int argc, char **argv, args *a, const char *us
             break;
         case OPT_LABEL:
             a->label = optarg;
+            break;
+        case OPT_VALID_METRIC:
+            if (strcmp(optarg, "logloss") && strcmp(optarg, "auc"))
+                return fn_cli_usage_error(cmd, "--valid-metric is logloss or auc, not '%s'",
+                                          optarg);
+            a->valid_metric = strcmp(optarg, "auc") == 0 ? FN_VALID_AUC : FN_VALID_LOGLOSS;
+            break;
+        case OPT_LABEL_RANGE:
+            if (!parse_label_range(cmd, optarg, a)) return FN_EXIT_USAGE;
             break;
         case OPT_DATA:
             a->data = optarg;
@@ -242,6 +296,9 @@ static int parse(const char *cmd, int argc, char **argv, args *a, const char *us
     if (!a->format && !a->spec)
         return fn_cli_usage_error(cmd, "give --spec SPEC.json (TFRecord input) or --format libffm");
     if (a->format && a->spec) return fn_cli_usage_error(cmd, "give --spec or --format, not both");
+    if (a->format && a->graded)
+        return fn_cli_usage_error(cmd, "--label-range goes with --spec (TFRecord input): libffm "
+                                       "labels are binary");
     return -1;
 }
 
@@ -250,7 +307,8 @@ static fn_status read_data(const args *a, const fn_columns *spec, const char *pa
                            fn_dataset **out, fn_error *err)
 {
     if (a->format) return fn_dataset_read_libffm(path, out, err);
-    return fn_dataset_read_tfrecord(path, spec, a->label, out, err);
+    fn_label_rule rule = {a->label, a->graded, a->label_lo, a->label_hi};
+    return fn_dataset_read_tfrecord(path, spec, &rule, out, err);
 }
 
 static void apply_overrides(const args *a, fn_train_options *o)
@@ -271,6 +329,7 @@ static void apply_overrides(const args *a, fn_train_options *o)
         memcpy(o->hidden, a->hidden, sizeof o->hidden);
     }
     if (a->device) o->device = a->device;
+    if (a->valid_metric >= 0) o->valid_metric = (fn_valid_metric)a->valid_metric;
 }
 
 int fn_cmd_train(int argc, char **argv)
@@ -301,20 +360,27 @@ int fn_cmd_train(int argc, char **argv)
         goto done;
     if (fn_model_save(m, a.out, &err) != FN_OK) goto done;
     if (a.json) {
-        printf("{\"model\": \"%s\", \"train_examples\": %zu, \"valid_examples\": %zu, "
-               "\"epochs_run\": %d, \"best_epoch\": %d, \"train_loss\": %.9g, "
-               "\"valid_logloss\": %s%.9g%s, \"examples_per_s\": %.1f, \"out\": ",
-               fn_model_kind_name(kind), train->n, valid ? valid->n : 0, rep.epochs_run,
-               rep.best_epoch, rep.train_loss, isnan(rep.best_valid_loss) ? "\"" : "",
-               rep.best_valid_loss, isnan(rep.best_valid_loss) ? "\"" : "", rep.examples_per_s);
         fn_buf b = FN_BUF_INIT;
+        fn_buf_printf(&b,
+                      "{\"model\": \"%s\", \"train_examples\": %zu, \"valid_examples\": %zu, "
+                      "\"epochs_run\": %d, \"best_epoch\": %d, \"train_loss\": %.9g, "
+                      "\"valid_logloss\": ",
+                      fn_model_kind_name(kind), train->n, valid ? valid->n : 0, rep.epochs_run,
+                      rep.best_epoch, rep.train_loss);
+        json_number_or_null(&b, rep.best_valid_loss);
+        fn_buf_puts(&b, ", \"valid_auc\": ");
+        json_number_or_null(&b, rep.best_valid_auc);
+        fn_buf_printf(&b, ", \"examples_per_s\": %.1f, \"out\": ", rep.examples_per_s);
         fn_buf_json_string(&b, a.out, strlen(a.out));
-        printf("%s}\n", b.data);
+        fn_buf_puts(&b, "}\n");
+        fn_cli_write_stdout(&b, NULL);
         fn_buf_free(&b);
     } else {
         printf("trained %s on %zu examples: %d epochs, best epoch %d", fn_model_kind_name(kind),
                train->n, rep.epochs_run, rep.best_epoch);
-        if (!isnan(rep.best_valid_loss)) printf(" (validation log loss %.6f)", rep.best_valid_loss);
+        if (!isnan(rep.best_valid_loss))
+            printf(" (validation log loss %.6f, AUC %.6f)", rep.best_valid_loss,
+                   rep.best_valid_auc);
         printf(", %.0f examples/s\nwrote %s\n", rep.examples_per_s, a.out);
     }
     rc = FN_EXIT_OK;
@@ -353,11 +419,7 @@ int fn_cmd_eval(int argc, char **argv)
     if (a.json) {
         fn_buf b = FN_BUF_INIT;
         fn_buf_puts(&b, "{\"auc\": ");
-        if (isnan(auc)) {
-            fn_buf_puts(&b, "null");
-        } else {
-            fn_buf_json_double(&b, auc);
-        }
+        json_number_or_null(&b, auc);
         fn_buf_puts(&b, ", \"logloss\": ");
         fn_buf_json_double(&b, ll);
         fn_buf_printf(&b, ", \"n\": %zu}\n", d->n);

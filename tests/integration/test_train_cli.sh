@@ -71,6 +71,14 @@ expect 2 "--lr expects a number" "$funnel" train --model ffm --spec "$spec" --lr
   --train "$train" --out "$tmp/x"
 expect 2 "unexpected argument 'extra'" "$funnel" train --model ffm --spec "$spec" \
   --train "$train" --out "$tmp/x" extra
+expect 2 "--label-range expects LO,HI with LO < HI (e.g. 2.5,4.5), not '4,3'" "$funnel" train \
+  --model ffm --spec "$spec" --label rating --label-range 4,3 --train "$train" --out "$tmp/x"
+expect 2 "--label-range expects LO,HI" "$funnel" train --model ffm --spec "$spec" \
+  --label-range 2.5 --train "$train" --out "$tmp/x"
+expect 2 "--label-range goes with --spec (TFRecord input)" "$funnel" train --model ffm \
+  --format libffm --label-range 0,1 --train "$train" --out "$tmp/x"
+expect 2 "--valid-metric is logloss or auc, not 'ndcg'" "$funnel" train --model ffm \
+  --spec "$spec" --valid-metric ndcg --train "$train" --out "$tmp/x"
 expect 2 "--model and --data are required" "$funnel" eval --spec "$spec" --data "$test"
 expect 1 "$tmp/missing.tfrecord" "$funnel" train --model ffm --spec "$spec" \
   --train "$tmp/missing.tfrecord" --out "$tmp/x"
@@ -102,6 +110,24 @@ for kind in ffm fm deepfm; do
   [[ $(wc -l <"$tmp/$kind.txt") == "$n_test" ]] || fail "$kind predictions: line count"
   awk '!($1 > 0 && $1 < 1) { exit 1 }' "$tmp/$kind.txt" || fail "$kind predictions outside (0, 1)"
 done
+
+# Graded labels (the rating's grade, not whether it reaches 4), epochs judged by the validation
+# AUC: evaluated on the binary label like the models above, and with the same rule, where the
+# grades above 0.5 are exactly the ratings of 4 and 5, the same AUC.
+expect 0 "" "$funnel" train --model fm --spec "$spec" --train "$train" --valid "$test" \
+  --label rating --label-range 2.5,4.5 --valid-metric auc --out "$tmp/graded.safetensors" \
+  --json --threads 1 --epochs 6
+valid_auc=$(json_get valid_auc)
+expect 0 "" "$funnel" eval --model "$tmp/graded.safetensors" --spec "$spec" --data "$test" --json
+auc=$(json_get auc)
+echo "fm, graded labels: AUC $auc (the kept epoch's validation AUC $valid_auc)"
+check "($auc - $valid_auc)^2 < 1e-18" "graded: eval AUC $auc, train reported $valid_auc"
+check "$auc > 0.78" "graded fm AUC $auc"
+expect 0 "" "$funnel" eval --model "$tmp/graded.safetensors" --spec "$spec" --data "$test" --json \
+  --label rating --label-range 2.5,4.5
+check "($(json_get auc) - $auc)^2 < 1e-18" "graded eval AUC $(json_get auc), binary $auc"
+expect 1 "label feature 'rating' is missing" "$funnel" train --model fm --spec "$spec" \
+  --train "$tmp/demo/items.tfrecord" --label rating --label-range 2.5,4.5 --out "$tmp/x"
 
 # Another spec (one hash bucket count changed) is refused; so are a damaged and a missing model.
 sed 's/"hash_bucket_size": 10000/"hash_bucket_size": 9999/' "$spec" >"$tmp/other.json"

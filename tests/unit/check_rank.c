@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
+#include "features/example.h"
+#include "features/tfrecord.h"
 #include "rank/rank.h"
 #include "test_util.h"
 
@@ -52,6 +55,13 @@ START_TEST(logloss_and_clipping)
     /* Clipped at DBL_EPSILON, as scikit-learn's log_loss does for float64 input. */
     ck_assert_double_eq_tol(fn_metric_logloss(sure_wrong, y, 2), -log(2.220446049250313e-16), 1e-9);
     ck_assert(isnan(fn_metric_logloss(half, y, 0)));
+    /* graded targets: the cross-entropy against the grade, the binary form at 0 and 1 */
+    float g[] = {0.25f, 0.75f, 1.0f}, p[] = {0.4f, 0.6f, 0.9f};
+    double want = 0;
+    for (int i = 0; i < 3; i++) want -= g[i] * log(p[i]) + (1 - g[i]) * log(1 - (double)p[i]);
+    ck_assert_double_eq_tol(fn_metric_logloss(p, g, 3), want / 3, 1e-12);
+    /* the AUC's positives are the targets above 0.5 */
+    ck_assert_double_eq_tol(fn_metric_auc(p, g, 3), 1.0, 1e-15);
 }
 END_TEST
 
@@ -145,18 +155,84 @@ START_TEST(tfrecord_through_a_spec)
     fn_columns *spec;
     ck_assert_int_eq(fn_columns_parse(js.data, js.len, NULL, &spec, &err), FN_OK);
     fn_dataset *d;
-    ck_assert_msg(fn_dataset_read_tfrecord(path, spec, "label", &d, &err) == FN_OK, "%s", err.msg);
+    ck_assert_msg(
+        fn_dataset_read_tfrecord(path, spec, &(fn_label_rule){.key = "label"}, &d, &err) == FN_OK,
+        "%s", err.msg);
     ck_assert_uint_eq(d->n, 160);
     ck_assert_uint_eq(d->n_fields, 39);
     ck_assert_uint_eq(d->n_features, 13 + 26 * 100);
     ck_assert_uint_eq(d->offsets[1], 39); /* one triple per column */
     fn_dataset_free(d);
-    ck_assert_int_eq(fn_dataset_read_tfrecord(path, spec, "clicked", &d, &err), FN_ERR_INVALID);
+    ck_assert_int_eq(
+        fn_dataset_read_tfrecord(path, spec, &(fn_label_rule){.key = "clicked"}, &d, &err),
+        FN_ERR_INVALID);
     ck_assert_msg(strstr(err.msg, "record 0 at byte offset 0: label feature 'clicked' is missing"),
                   "%s", err.msg);
     fn_columns_free(spec);
     fn_buf_free(&js);
     free(path);
+}
+END_TEST
+
+/* A TFRecord file of examples with a float "rating" and one categorical "item". */
+static char *write_ratings(const char *dir, const float *ratings, size_t n)
+{
+    char *path = fn_test_path(dir, "ratings.tfrecord");
+    fn_error err = {0};
+    fn_tfrecord_writer *w;
+    ck_assert_int_eq(fn_tfrecord_writer_open(path, FN_TFRECORD_PLAIN, &w, &err), FN_OK);
+    for (size_t i = 0; i < n; i++) {
+        Tensorflow__Example *ex = fn_example_new();
+        Tensorflow__Features *f = fn_example_mutable_features(ex);
+        ck_assert_int_eq(fn_features_set_floats(f, "rating", &ratings[i], 1, &err), FN_OK);
+        ck_assert_int_eq(fn_features_set_string(f, "item", i % 2 ? "a" : "b", &err), FN_OK);
+        fn_buf wire = FN_BUF_INIT;
+        ck_assert_int_eq(fn_proto_pack(&ex->base, &wire, &err), FN_OK);
+        ck_assert_int_eq(fn_tfrecord_write(w, wire.data, wire.len, &err), FN_OK);
+        fn_buf_free(&wire);
+        fn_example_free(ex);
+    }
+    ck_assert_int_eq(fn_tfrecord_writer_close(w, &err), FN_OK);
+    return path;
+}
+
+START_TEST(graded_labels)
+{
+    static const char spec_json[] = "{\"columns\": [{\"name\": \"item\", \"type\": "
+                                    "\"categorical_hash\", \"source\": \"item\", \"key\": "
+                                    "\"item\", \"hash_bucket_size\": 10}]}";
+    fn_error err = {0};
+    fn_columns *spec;
+    ck_assert_int_eq(fn_columns_parse(spec_json, strlen(spec_json), NULL, &spec, &err), FN_OK);
+    char *dir = fn_test_tmpdir();
+    const float ratings[] = {1, 2.5f, 3, 4, 4.5f, 5};
+    char *path = write_ratings(dir, ratings, 6);
+    fn_dataset *d;
+    /* graded: (v - 2.5) / 2 clipped to [0, 1] */
+    fn_label_rule graded = {.key = "rating", .graded = 1, .lo = 2.5, .hi = 4.5};
+    ck_assert_msg(fn_dataset_read_tfrecord(path, spec, &graded, &d, &err) == FN_OK, "%s", err.msg);
+    const float want[] = {0, 0, 0.25f, 0.75f, 1, 1};
+    for (size_t i = 0; i < 6; i++) ck_assert_float_eq(d->labels[i], want[i]);
+    fn_dataset_free(d);
+    /* binary: positive above 0.5 */
+    fn_label_rule binary = {.key = "rating"};
+    ck_assert_int_eq(fn_dataset_read_tfrecord(path, spec, &binary, &d, &err), FN_OK);
+    for (size_t i = 0; i < 6; i++) ck_assert_float_eq(d->labels[i], 1.0f);
+    fn_dataset_free(d);
+    /* an empty range, a label that is not a number */
+    graded.hi = 2.5;
+    ck_assert_int_eq(fn_dataset_read_tfrecord(path, spec, &graded, &d, &err), FN_ERR_INVALID);
+    ck_assert_msg(strstr(err.msg, "range [2.5, 2.5] is empty"), "%s", err.msg);
+    free(path);
+    const float nan_rating[] = {4, NAN};
+    path = write_ratings(dir, nan_rating, 2);
+    ck_assert_int_eq(fn_dataset_read_tfrecord(path, spec, &binary, &d, &err), FN_ERR_INVALID);
+    ck_assert_msg(strstr(err.msg, "record 1") && strstr(err.msg, "label feature 'rating' holds"),
+                  "%s", err.msg);
+    free(path);
+    fn_columns_free(spec);
+    fn_test_rmtree(dir);
+    free(dir);
 }
 END_TEST
 
@@ -192,6 +268,7 @@ Suite *rank_suite(void)
     tcase_add_test(t, libffm_reading_and_errors);
     tcase_add_test(t, criteo_libffm_sample);
     tcase_add_test(t, tfrecord_through_a_spec);
+    tcase_add_test(t, graded_labels);
     suite_add_tcase(s, t);
     t = tcase_create("options");
     tcase_add_test(t, options_and_kinds);

@@ -254,6 +254,87 @@ START_TEST(early_stopping_keeps_best)
 }
 END_TEST
 
+/*
+ * Four items of graded targets 0.1, 0.4, 0.6, 0.9, each example one item and a constant
+ * feature (FFM has neither bias nor linear term: its pairs carry everything). Binary labels
+ * (positive above 0.5) would teach 0 or 1.
+ */
+static fn_dataset *graded_items(size_t n, int binary)
+{
+    static const float grade[4] = {0.1f, 0.4f, 0.6f, 0.9f};
+    fn_dataset *d = ds_new(n, 2 * n);
+    for (size_t i = 0; i < n; i++) {
+        fn_feature_triple t[2] = {{0, (uint32_t)(i % 4), 1.0f}, {1, 4, 1.0f}};
+        float g = grade[i % 4];
+        ds_add(d, binary ? (float)(g > 0.5f) : g, t, 2);
+    }
+    d->n_fields = 2;
+    d->n_features = 5;
+    return d;
+}
+
+START_TEST(graded_targets_are_learned)
+{
+    fn_model_kind kind = kinds[_i];
+    fn_dataset *graded = graded_items(4000, 0), *binary = graded_items(4000, 1);
+    fn_train_options o = quiet_opts(kind);
+    o.epochs = 30;
+    if (kind == FN_MODEL_DEEPFM) o.lr = 0.01f;
+    fn_model *m = train_ok(&o, graded, NULL, NULL), *mb = train_ok(&o, binary, NULL, NULL);
+    float *p = predict_all(m, graded, 1), *pb = predict_all(mb, graded, 1);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_msg(fabsf(p[i] - graded->labels[i]) < 0.05f, "%s item %d: %.3f for target %.2f",
+                      fn_model_kind_name(kind), i, (double)p[i], (double)graded->labels[i]);
+        /* the binary labels' model is sure of the side, and far from the grade */
+        ck_assert_msg(fabsf(pb[i] - graded->labels[i]) > 0.05f, "%s binary item %d: %.3f",
+                      fn_model_kind_name(kind), i, (double)pb[i]);
+    }
+    /* graded training reports the graded cross-entropy: near the targets' own entropy */
+    double h = 0;
+    for (int i = 0; i < 4; i++) {
+        double g = graded->labels[i];
+        h -= (g * log(g) + (1 - g) * log(1 - g)) / 4;
+    }
+    ck_assert_double_le(fn_metric_logloss(p, graded->labels, graded->n), h + 0.01);
+    free(p), free(pb);
+    fn_model_free(m), fn_model_free(mb);
+    fn_dataset_free(graded), fn_dataset_free(binary);
+}
+END_TEST
+
+/* Early stopping on the validation AUC keeps the epoch of the best AUC, and reports it. */
+START_TEST(early_stopping_on_auc)
+{
+    fn_model_kind kind = kinds[_i];
+    fn_dataset *tr = random_data(300, 6, 60, 11), *va = random_data(300, 6, 60, 12);
+    fn_train_options o = quiet_opts(kind);
+    o.lr = 1.0f;
+    o.epochs = 12;
+    o.patience = 12; /* every epoch runs: the best AUC's is kept */
+    o.valid_metric = FN_VALID_AUC;
+    fn_train_report rep;
+    fn_model *m = train_ok(&o, tr, va, &rep);
+    ck_assert_int_eq(rep.epochs_run, 12);
+    float *p = predict_all(m, va, 1);
+    ck_assert_double_eq_tol(fn_metric_auc(p, va->labels, va->n), rep.best_valid_auc, 1e-12);
+    ck_assert_double_eq_tol(fn_metric_logloss(p, va->labels, va->n), rep.best_valid_loss, 1e-9);
+    /* no epoch has a higher validation AUC than the one kept */
+    for (int e = 1; e <= 12; e++) {
+        fn_train_options oe = o;
+        oe.epochs = e;
+        fn_model *me = train_ok(&oe, tr, NULL, NULL);
+        float *pe = predict_all(me, va, 1);
+        ck_assert_double_le(fn_metric_auc(pe, va->labels, va->n), rep.best_valid_auc + 1e-12);
+        free(pe);
+        fn_model_free(me);
+    }
+    free(p);
+    fn_model_free(m);
+    fn_dataset_free(tr);
+    fn_dataset_free(va);
+}
+END_TEST
+
 START_TEST(deterministic_with_one_thread)
 {
     fn_model_kind kind = kinds[_i];
@@ -673,6 +754,8 @@ Suite *rank_fm_suite(void)
     tcase_add_loop_test(t, learns_an_interaction, 0, 3);
     tcase_add_loop_test(t, criteo_sample, 0, 3);
     tcase_add_loop_test(t, early_stopping_keeps_best, 0, 3);
+    tcase_add_loop_test(t, early_stopping_on_auc, 0, 3);
+    tcase_add_loop_test(t, graded_targets_are_learned, 0, 3);
     tcase_add_loop_test(t, deterministic_with_one_thread, 0, 3);
     tcase_add_loop_test(t, hogwild_threads_learn, 0, 3);
     suite_add_tcase(s, t);
