@@ -11,10 +11,10 @@
  * bucket) keep their cache lines moving between cores, and on data made of
  * such features (MovieLens-100k) two threads are slower than one.
  *
- * After each epoch the validation set's log loss decides early stopping; the
- * best epoch's weights are copied aside and put back at the end. A kind
- * supplies only its per-example update (and, optionally, a prefetch of the
- * weights an example will touch).
+ * After each epoch the validation set's log loss (or AUC, o->valid_metric)
+ * decides early stopping; the best epoch's weights are copied aside and put
+ * back at the end. A kind supplies only its per-example update (and,
+ * optionally, a prefetch of the weights an example will touch).
  */
 #ifndef FN_FM_TRAIN_H
 #define FN_FM_TRAIN_H
@@ -37,8 +37,8 @@ typedef struct fn_fm_trainer {
 
 /*
  * Runs up to o->epochs epochs (o->threads threads, 0 = all CPUs), with
- * validation and early stopping after o->patience epochs without a lower
- * validation log loss (patience < 1: never stop early, still keep the best).
+ * validation and early stopping after o->patience epochs without a better
+ * validation metric (patience < 1: never stop early, still keep the best).
  * Fills rep. A loss that is not finite (divergence, e.g. a learning rate far
  * too high) is FN_ERR_INVALID unless a finite best epoch can be kept.
  */
