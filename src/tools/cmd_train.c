@@ -56,10 +56,10 @@ static const char eval_usage[] =
     "\n"
     "Scores every example and prints the AUC (exact; tied scores count half) and the\n"
     "log loss. With --label-range (as in train), targets above 0.5 are the AUC's\n"
-    "positives and the log loss is the cross-entropy against the graded targets. --json prints "
-    "{\"auc\": ..., \"logloss\": ..., \"n\": ...}; --predictions\n"
-    "writes one predicted probability per line, in input order. A TFRecord model\n"
-    "refuses a spec other than the one it was trained with.\n";
+    "positives and the log loss is the cross-entropy against the graded targets.\n"
+    "--json prints {\"auc\": ..., \"logloss\": ..., \"n\": ...}; --predictions writes\n"
+    "one predicted probability per line, in input order. A TFRecord model refuses a\n"
+    "spec other than the one it was trained with.\n";
 
 enum {
     OPT_MODEL = 1,
