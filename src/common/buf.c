@@ -55,17 +55,24 @@ void fn_buf_putc(fn_buf *b, char c)
     fn_buf_append(b, &c, 1);
 }
 
+void fn_buf_vprintf(fn_buf *b, const char *fmt, va_list ap)
+{
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    if (n >= 0 && fn_buf_reserve(b, (size_t)n) == FN_OK) {
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, again);
+        b->len += (size_t)n;
+    }
+    va_end(again);
+}
+
 void fn_buf_printf(fn_buf *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    fn_buf_vprintf(b, fmt, ap);
     va_end(ap);
-    if (n < 0 || fn_buf_reserve(b, (size_t)n) != FN_OK) return;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
 }
 
 /* Decodes one UTF-8 sequence at s[0..n); returns its length, or 0 if invalid. */
@@ -259,6 +266,15 @@ void fn_buf_json_double(fn_buf *b, double v)
     int e;
     shortest_digits(v, 0, 1, digits, &e);
     put_repr(b, signbit(v) != 0, digits, e, 1);
+}
+
+void fn_buf_json_metric(fn_buf *b, double v)
+{
+    if (isnan(v)) {
+        fn_buf_puts(b, "null");
+    } else {
+        fn_buf_json_double(b, v);
+    }
 }
 
 void fn_buf_float(fn_buf *b, float v)

@@ -6,6 +6,7 @@
 #ifndef FN_BUF_H
 #define FN_BUF_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,7 @@ void fn_buf_append(fn_buf *b, const void *data, size_t n);
 void fn_buf_puts(fn_buf *b, const char *s);
 void fn_buf_putc(fn_buf *b, char c);
 void fn_buf_printf(fn_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void fn_buf_vprintf(fn_buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 /*
  * Appends s (n bytes, UTF-8) as a quoted JSON string, escaped exactly as
@@ -51,6 +53,8 @@ void fn_buf_json_float(fn_buf *b, float v);
 
 /* A double as Python's repr and json_format write it ("0.1", "1e+16", "NaN" quoted). */
 void fn_buf_json_double(fn_buf *b, double v);
+/* A metric in a command's --json report: null when NaN (not measured), else as above. */
+void fn_buf_json_metric(fn_buf *b, double v);
 
 /* The shortest decimal that reads back to v as a float32, e.g. "0.1", "1", "1e-05". */
 void fn_buf_float(fn_buf *b, float v);

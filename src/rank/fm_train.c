@@ -169,7 +169,8 @@ float *fn_fm_alloc(size_t n)
     return p;
 }
 
-double fn_fm_softplus(double z)
+/* log(1 + exp(z)) without overflow: the log loss of a logit t is softplus(-y t), y = +-1. */
+static double softplus(double z)
 {
     return z > 0 ? z + log1p(exp(-z)) : log1p(exp(z));
 }
@@ -178,14 +179,14 @@ double fn_logistic_loss(double t, double y, double *grad)
 {
     if (y >= 1) {
         *grad = -1.0 / (1.0 + exp(t));
-        return fn_fm_softplus(-t);
+        return softplus(-t);
     }
     if (y <= 0) {
         *grad = 1.0 / (1.0 + exp(-t));
-        return fn_fm_softplus(t);
+        return softplus(t);
     }
     *grad = (t >= 0 ? 1.0 / (1.0 + exp(-t)) : exp(t) / (1.0 + exp(t))) - y;
-    return y * fn_fm_softplus(-t) + (1 - y) * fn_fm_softplus(t);
+    return y * softplus(-t) + (1 - y) * softplus(t);
 }
 
 int fn_fm_use_avx2(void)

@@ -53,9 +53,6 @@ fn_status fn_fm_train_epochs(const fn_fm_trainer *t, const fn_train_options *o,
  */
 float *fn_fm_alloc(size_t n);
 
-/* log(1 + exp(z)) without overflow: the log loss of a logit t is softplus(-y t), y = +-1. */
-double fn_fm_softplus(double z);
-
 /*
  * The log loss of logit t against target y in [0, 1], and in *grad its
  * derivative dloss/dt = sigmoid(t) - y, neither overflowing for a large |t|.

@@ -390,10 +390,7 @@ static int run_train(args *a)
                       rep.epochs_run, rep.best_epoch);
         fn_buf_json_double(&b, rep.train_loss);
         fn_buf_printf(&b, ", \"valid_ndcg@%d\": ", a->o.ndcg_k);
-        if (isnan(rep.best_valid_ndcg))
-            fn_buf_puts(&b, "null");
-        else
-            fn_buf_json_double(&b, rep.best_valid_ndcg);
+        fn_buf_json_metric(&b, rep.best_valid_ndcg);
         fn_buf_printf(&b, ", \"lists_per_s\": %.1f, \"out\": ", rep.lists_per_s);
         fn_buf_json_string(&b, a->out, strlen(a->out));
         fn_buf_puts(&b, "}\n");
@@ -522,10 +519,7 @@ static int run_eval(args *a)
         }
         if (a->page) {
             fn_buf_printf(&b, "\"page\": %d, \"diversity\": ", a->page);
-            if (isnan(diversity))
-                fn_buf_puts(&b, "null");
-            else
-                fn_buf_json_double(&b, diversity);
+            fn_buf_json_metric(&b, diversity);
             fn_buf_puts(&b, ", ");
         }
         fn_buf_printf(&b, "\"lists\": %zu, \"items\": %zu}\n", d->n_lists, d->n_items);

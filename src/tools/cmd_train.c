@@ -123,7 +123,8 @@ static const struct option long_opts[] = {
 };
 
 typedef struct args {
-    const char *model, *train, *valid, *out, *spec, *format, *label, *data, *predictions;
+    const char *model, *train, *valid, *out, *spec, *format, *data, *predictions;
+    fn_label_rule label; /* --label, --label-range */
     const char *kind;
     int json, threads, threads_set;
     /* Hyperparameters given on the command line, applied over the kind's defaults. */
@@ -133,31 +134,19 @@ typedef struct args {
     uint64_t seed;
     int has_seed;
     const char *device;
-    int graded;
-    double label_lo, label_hi;
     int valid_metric; /* -1: the default */
 } args;
-
-/* A metric as JSON: null when it is not a number (no validation set, one class). */
-static void json_number_or_null(fn_buf *b, double v)
-{
-    if (isnan(v)) {
-        fn_buf_puts(b, "null");
-    } else {
-        fn_buf_json_double(b, v);
-    }
-}
 
 /* LO,HI: two finite numbers, LO < HI. */
 static int parse_label_range(const char *cmd, const char *s, args *a)
 {
     char *end, *mid;
-    a->label_lo = strtod(s, &mid);
+    fn_label_rule *r = &a->label;
+    r->lo = strtod(s, &mid);
     if (mid != s && *mid == ',') {
-        a->label_hi = strtod(mid + 1, &end);
-        if (end != mid + 1 && !*end && isfinite(a->label_lo) && isfinite(a->label_hi) &&
-            a->label_lo < a->label_hi) {
-            a->graded = 1;
+        r->hi = strtod(mid + 1, &end);
+        if (end != mid + 1 && !*end && isfinite(r->lo) && isfinite(r->hi) && r->lo < r->hi) {
+            r->graded = 1;
             return 1;
         }
     }
@@ -190,7 +179,7 @@ static int parse(const char *cmd, int argc, char **argv, args *a, const char *us
     a->k = a->epochs = a->patience = a->batch = a->norm = a->relu = -1;
     a->lr = a->l2 = a->dropout = -1;
     a->valid_metric = -1;
-    a->label = "label";
+    a->label.key = "label";
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
@@ -214,7 +203,7 @@ static int parse(const char *cmd, int argc, char **argv, args *a, const char *us
             a->format = optarg;
             break;
         case OPT_LABEL:
-            a->label = optarg;
+            a->label.key = optarg;
             break;
         case OPT_VALID_METRIC:
             if (strcmp(optarg, "logloss") && strcmp(optarg, "auc"))
@@ -296,7 +285,7 @@ static int parse(const char *cmd, int argc, char **argv, args *a, const char *us
     if (!a->format && !a->spec)
         return fn_cli_usage_error(cmd, "give --spec SPEC.json (TFRecord input) or --format libffm");
     if (a->format && a->spec) return fn_cli_usage_error(cmd, "give --spec or --format, not both");
-    if (a->format && a->graded)
+    if (a->format && a->label.graded)
         return fn_cli_usage_error(cmd, "--label-range goes with --spec (TFRecord input): libffm "
                                        "labels are binary");
     return -1;
@@ -307,8 +296,7 @@ static fn_status read_data(const args *a, const fn_columns *spec, const char *pa
                            fn_dataset **out, fn_error *err)
 {
     if (a->format) return fn_dataset_read_libffm(path, out, err);
-    fn_label_rule rule = {a->label, a->graded, a->label_lo, a->label_hi};
-    return fn_dataset_read_tfrecord(path, spec, &rule, out, err);
+    return fn_dataset_read_tfrecord(path, spec, &a->label, out, err);
 }
 
 static void apply_overrides(const args *a, fn_train_options *o)
@@ -367,9 +355,9 @@ int fn_cmd_train(int argc, char **argv)
                       "\"valid_logloss\": ",
                       fn_model_kind_name(kind), train->n, valid ? valid->n : 0, rep.epochs_run,
                       rep.best_epoch, rep.train_loss);
-        json_number_or_null(&b, rep.best_valid_loss);
+        fn_buf_json_metric(&b, rep.best_valid_loss);
         fn_buf_puts(&b, ", \"valid_auc\": ");
-        json_number_or_null(&b, rep.best_valid_auc);
+        fn_buf_json_metric(&b, rep.best_valid_auc);
         fn_buf_printf(&b, ", \"examples_per_s\": %.1f, \"out\": ", rep.examples_per_s);
         fn_buf_json_string(&b, a.out, strlen(a.out));
         fn_buf_puts(&b, "}\n");
@@ -419,7 +407,7 @@ int fn_cmd_eval(int argc, char **argv)
     if (a.json) {
         fn_buf b = FN_BUF_INIT;
         fn_buf_puts(&b, "{\"auc\": ");
-        json_number_or_null(&b, auc);
+        fn_buf_json_metric(&b, auc);
         fn_buf_puts(&b, ", \"logloss\": ");
         fn_buf_json_double(&b, ll);
         fn_buf_printf(&b, ", \"n\": %zu}\n", d->n);

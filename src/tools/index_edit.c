@@ -150,10 +150,8 @@ __attribute__((format(printf, 3, 4))) static fn_status print_json(fn_error *err,
     fn_buf b = FN_BUF_INIT;
     va_list ap;
     va_start(ap, fmt);
-    char line[512];
-    vsnprintf(line, sizeof line, fmt, ap);
+    fn_buf_vprintf(&b, fmt, ap);
     va_end(ap);
-    fn_buf_puts(&b, line);
     fn_buf_puts(&b, "\"out\": ");
     fn_buf_json_string(&b, out, strlen(out));
     fn_buf_puts(&b, "}\n");

@@ -43,14 +43,6 @@ static void id_text(const char *id, size_t len, char *out, size_t cap)
     out[j] = '\0';
 }
 
-/* The message for vectors of dimension d where the index (o->dim) has another. */
-static fn_status index_dim_mismatch(size_t d, size_t index_dim, const char *whose, fn_error *err)
-{
-    return fn_error_set(err, FN_ERR_INVALID,
-                        "%s dimension %zu, the index %zu: the index was built from other vectors",
-                        whose, d, index_dim);
-}
-
 /* Fixes the dimension (first vector) or checks a vector of item row against it. */
 static fn_status check_dim(store_items *si, const index_source *o, size_t row, size_t d,
                            const char *what, fn_error *err)
@@ -61,10 +53,11 @@ static fn_status check_dim(store_items *si, const index_source *o, size_t row, s
         return fn_error_set(err, FN_ERR_INVALID, "item '%s': %s is empty", a, what);
     }
     if (o->dim && d != o->dim) {
-        char whose[320];
         id_text(si->ids[row], si->lens[row], a, sizeof a);
-        snprintf(whose, sizeof whose, "item '%s': %s of", a, what);
-        return index_dim_mismatch(d, o->dim, whose, err);
+        return fn_error_set(err, FN_ERR_INVALID,
+                            "item '%s': %s of dimension %zu, the index %zu: the index was built "
+                            "from other vectors",
+                            a, what, d, o->dim);
     }
     if (si->dim == 0) {
         si->dim = d;
@@ -135,11 +128,11 @@ static fn_status queue_text(store_items *si, const index_source *o, size_t row, 
         fn_status st = fn_encoder_load(model, &eo, &si->enc, err);
         if (st != FN_OK) return fn_error_prefix(err, "loading the encoder (--model %s)", model);
         /* before any text is encoded: a whole store's texts can take minutes */
-        if (o->dim && fn_encoder_dim(si->enc) != o->dim) {
-            char whose[512];
-            snprintf(whose, sizeof whose, "the encoder %s gives vectors of", model);
-            return index_dim_mismatch(fn_encoder_dim(si->enc), o->dim, whose, err);
-        }
+        if (o->dim && fn_encoder_dim(si->enc) != o->dim)
+            return fn_error_set(err, FN_ERR_INVALID,
+                                "the encoder %s gives vectors of dimension %zu, the index %zu: "
+                                "the index was built from other vectors",
+                                model, fn_encoder_dim(si->enc), o->dim);
         si->texts = malloc(ENCODE_CHUNK * sizeof *si->texts);
         si->text_lens = malloc(ENCODE_CHUNK * sizeof *si->text_lens);
         si->pending = malloc(ENCODE_CHUNK * sizeof *si->pending);

@@ -75,11 +75,7 @@ static void put_interaction(fn_tfrecord_writer *w, const char *user, int64_t ite
     ck_assert_int_eq(fn_features_set_int64s(f, "timestamp", &t, 1, &err), FN_OK);
     float l = (float)label;
     if (label >= 0) ck_assert_int_eq(fn_features_set_floats(f, "label", &l, 1, &err), FN_OK);
-    fn_buf wire = FN_BUF_INIT;
-    ck_assert_int_eq(fn_proto_pack(&ex->base, &wire, &err), FN_OK);
-    ck_assert_int_eq(fn_tfrecord_write(w, wire.data, wire.len, &err), FN_OK);
-    fn_buf_free(&wire);
-    fn_example_free(ex);
+    fn_test_write_example(w, ex);
 }
 
 typedef struct seen {

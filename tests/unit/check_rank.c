@@ -186,11 +186,7 @@ static char *write_ratings(const char *dir, const float *ratings, size_t n)
         Tensorflow__Features *f = fn_example_mutable_features(ex);
         ck_assert_int_eq(fn_features_set_floats(f, "rating", &ratings[i], 1, &err), FN_OK);
         ck_assert_int_eq(fn_features_set_string(f, "item", i % 2 ? "a" : "b", &err), FN_OK);
-        fn_buf wire = FN_BUF_INIT;
-        ck_assert_int_eq(fn_proto_pack(&ex->base, &wire, &err), FN_OK);
-        ck_assert_int_eq(fn_tfrecord_write(w, wire.data, wire.len, &err), FN_OK);
-        fn_buf_free(&wire);
-        fn_example_free(ex);
+        fn_test_write_example(w, ex);
     }
     ck_assert_int_eq(fn_tfrecord_writer_close(w, &err), FN_OK);
     return path;

@@ -310,11 +310,7 @@ static char *write_tfrecord(const char *name, const tf_item *it, size_t n)
         if (it[i].n >= 0)
             ck_assert_int_eq(fn_features_set_floats(fs, "x", it[i].f, (size_t)it[i].n, &err),
                              FN_OK);
-        fn_buf wire = FN_BUF_INIT;
-        ck_assert_int_eq(fn_proto_pack(&ex->base, &wire, &err), FN_OK);
-        ck_assert_int_eq(fn_tfrecord_write(w, wire.data, wire.len, &err), FN_OK);
-        fn_buf_free(&wire);
-        fn_example_free(ex);
+        fn_test_write_example(w, ex);
     }
     ck_assert_msg(fn_tfrecord_writer_close(w, &err) == FN_OK, "%s", err.msg);
     return path;

@@ -112,3 +112,13 @@ void fn_test_cuda_unavailable(const char *what, const char *why)
                   what, why);
     fprintf(stderr, "SKIPPED %s: %s\n", what, why);
 }
+
+void fn_test_write_example(fn_tfrecord_writer *w, Tensorflow__Example *ex)
+{
+    fn_error err = {0};
+    fn_buf wire = FN_BUF_INIT;
+    ck_assert_msg(fn_proto_pack(&ex->base, &wire, &err) == FN_OK, "%s", err.msg);
+    ck_assert_msg(fn_tfrecord_write(w, wire.data, wire.len, &err) == FN_OK, "%s", err.msg);
+    fn_buf_free(&wire);
+    fn_example_free(ex);
+}

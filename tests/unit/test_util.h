@@ -6,6 +6,8 @@
 #include <stddef.h>
 
 #include "common/buf.h"
+#include "features/example.h"
+#include "features/tfrecord.h"
 
 /* A fresh temporary folder (removed with fn_test_rmtree). */
 char *fn_test_tmpdir(void);
@@ -24,6 +26,9 @@ char *fn_test_model(const char *name);
 void fn_test_write_file(const char *path, const void *data, size_t n);
 /* Reads a whole file; aborts the test when it cannot. */
 void fn_test_read_file(const char *path, fn_buf *out);
+/* Writes ex to w as one record and frees it (fixture files of tf.Example); fails the test on error.
+ */
+void fn_test_write_example(fn_tfrecord_writer *w, Tensorflow__Example *ex);
 /* Runs a shell command, capturing stdout into out (may be NULL); returns its exit status. */
 int fn_test_run(const char *cmd, fn_buf *out);
 /* The funnel CLI binary built next to the tests. */
