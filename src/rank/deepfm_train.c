@@ -10,9 +10,14 @@
  * adds the gradient that comes back for the embeddings to the FM part's own
  * and updates the rows the batch touched. That is lazy Adam for the sparse
  * part (a row's moments move only when a batch uses it, as TensorFlow's
- * LazyAdam), with the bias correction of the global step; plain Adam on the
- * backend for the MLP. L2 is added to the gradient of every weight updated. The bias
- * starts at the log-odds of the training labels.
+ * LazyAdam), with the bias correction of the global step, or with
+ * --sparse-optimizer adagrad AdaGrad as FM's and FFM's (accumulators from 1,
+ * the batch's summed gradient, so a learning rate means what it does for FM
+ * whatever the batch size); plain Adam on the backend for the MLP. Adam moves
+ * a weight by about lr a step whatever the size of its gradient; AdaGrad's
+ * first steps are in proportion to it, which suits small data sets where
+ * most features are seen a few times. L2 is added to the gradient of every
+ * weight updated. The bias starts at the log-odds of the training labels.
  * The loss is the batch's mean log loss.
  */
 #include <math.h>
@@ -45,7 +50,8 @@ typedef struct trainer {
     fn_tensor *x, *dx, *pre[FN_MAX_HIDDEN], *h[FN_MAX_HIDDEN], *dh[FN_MAX_HIDDEN], *out, *dout;
     /* Host side of a batch. */
     float *X, *dX, *S, *fmv, *mlp, *g;
-    /* The sparse part's gradient and moments, in the layout of f->P. */
+    /* The sparse part's gradient and Adam's moments (AdaGrad: its accumulators in vP, no mP),
+       in the layout of f->P. */
     float *gP, *mP, *vP;
     uint8_t *mark;
     uint64_t *touched;
@@ -154,14 +160,17 @@ static fn_status trainer_init(trainer *t, fn_error *err)
     size_t cap = (size_t)t->cap, k = (size_t)f->k;
     t->X = malloc(cap * (2 * (size_t)D + k + 4) * sizeof(float));
     t->gP = fn_fm_alloc(f->n_param);
-    t->mP = fn_fm_alloc(f->n_param);
+    const int adagrad = o->sparse_opt == FN_SPARSE_ADAGRAD;
+    t->mP = adagrad ? NULL : fn_fm_alloc(f->n_param);
     t->vP = fn_fm_alloc(f->n_param);
     t->mark = calloc((size_t)f->n, 1);
     t->touched = malloc(cap * 64 * sizeof *t->touched); /* grown when a batch needs more */
     t->cur = malloc(t->mlp_floats * sizeof(float));
-    if (!t->X || !t->gP || !t->mP || !t->vP || !t->mark || !t->touched || !t->cur)
+    if (!t->X || !t->gP || (!adagrad && !t->mP) || !t->vP || !t->mark || !t->touched || !t->cur)
         return fn_error_set(err, FN_ERR_NOMEM, "deepfm train: out of memory for %llu features",
                             (unsigned long long)f->n);
+    if (adagrad)
+        for (size_t i = 0; i < f->n_param; i++) t->vP[i] = 1.0f;
     t->dX = t->X + cap * (size_t)D;
     t->S = t->dX + cap * (size_t)D;
     t->fmv = t->S + cap * k;
@@ -240,6 +249,15 @@ static inline void adam_host(float *p, float *g, float *m, float *v, float l2, f
     *g = 0;
 }
 
+/* AdaGrad as fm.c's: G += g^2, p -= lr g / sqrt(G); g is scale times the gradient held. */
+static inline void adagrad_host(float *p, float *g, float *G, float l2, float lr, float scale)
+{
+    float gg = *g * scale + l2 * *p;
+    *G += gg * gg;
+    *p -= lr * gg / sqrtf(*G);
+    *g = 0;
+}
+
 static int touch(trainer *t, uint64_t j, size_t *cap_touched)
 {
     if (t->mark[j]) return 1;
@@ -254,13 +272,59 @@ static int touch(trainer *t, uint64_t j, size_t *cap_touched)
     return 1;
 }
 
-/* The sparse part's gradient from the batch, then a lazy Adam step on what it touched. */
+/* A lazy Adam step on the bias and on the rows the batch touched (their marks cleared). */
+static void sparse_adam(trainer *t)
+{
+    deepfm *f = t->f;
+    const size_t k = (size_t)f->k;
+    const float c1 = (float)(1.0 - pow(ADAM_BETA1, (double)t->step)),
+                c2 = (float)(1.0 - pow(ADAM_BETA2, (double)t->step)), lr = fn_train_sparse_lr(t->o),
+                l2 = t->o->l2;
+    float *w = f->P + f->lin_off, *V = f->P + f->emb_off;
+    float *gw = t->gP + f->lin_off, *gV = t->gP + f->emb_off;
+    /* The bias (no L2, as FM's) is in every example. */
+    adam_host(&f->P[0], &t->gP[0], &t->mP[0], &t->vP[0], 0.0f, lr, c1, c2);
+    float *mw = t->mP + f->lin_off, *vw = t->vP + f->lin_off;
+    float *mV = t->mP + f->emb_off, *vV = t->vP + f->emb_off;
+    for (size_t q = 0; q < t->n_touched; q++) {
+        uint64_t j = t->touched[q];
+        t->mark[j] = 0;
+        adam_host(&w[j], &gw[j], &mw[j], &vw[j], l2, lr, c1, c2);
+        for (size_t c = 0; c < k; c++) {
+            size_t o = (size_t)j * k + c;
+            adam_host(&V[o], &gV[o], &mV[o], &vV[o], l2, lr, c1, c2);
+        }
+    }
+}
+
+/* An AdaGrad step on the same weights, on nb times the mean gradient held: the batch's sum. */
+static void sparse_adagrad(trainer *t, float nb)
+{
+    deepfm *f = t->f;
+    const size_t k = (size_t)f->k;
+    const float lr = fn_train_sparse_lr(t->o), l2 = t->o->l2;
+    float *w = f->P + f->lin_off, *V = f->P + f->emb_off;
+    float *gw = t->gP + f->lin_off, *gV = t->gP + f->emb_off;
+    float *Gw = t->vP + f->lin_off, *GV = t->vP + f->emb_off;
+    adagrad_host(&f->P[0], &t->gP[0], &t->vP[0], 0.0f, lr, nb);
+    for (size_t q = 0; q < t->n_touched; q++) {
+        uint64_t j = t->touched[q];
+        t->mark[j] = 0;
+        adagrad_host(&w[j], &gw[j], &Gw[j], l2, lr, nb);
+        for (size_t c = 0; c < k; c++) {
+            size_t o = (size_t)j * k + c;
+            adagrad_host(&V[o], &gV[o], &GV[o], l2, lr, nb);
+        }
+    }
+}
+
+/* The sparse part's gradient from the batch, then a step of its optimizer on what it touched. */
 static fn_status sparse_backward(trainer *t, const fn_dataset *d, const size_t *rows, size_t nb,
                                  size_t *cap_touched, fn_error *err)
 {
     deepfm *f = t->f;
     const size_t k = (size_t)f->k, D = (size_t)f->dims[0];
-    float *w = f->P + f->lin_off, *V = f->P + f->emb_off;
+    const float *V = f->P + f->emb_off;
     float *gw = t->gP + f->lin_off, *gV = t->gP + f->emb_off;
     t->n_touched = 0;
     for (size_t i = 0; i < nb; i++) {
@@ -278,21 +342,10 @@ static fn_status sparse_backward(trainer *t, const fn_dataset *d, const size_t *
             for (size_t c = 0; c < k; c++) gv[c] += xv * (g * (S[c] - v[c] * xv) + de[c]);
         }
     }
-    const float c1 = (float)(1.0 - pow(ADAM_BETA1, (double)t->step)),
-                c2 = (float)(1.0 - pow(ADAM_BETA2, (double)t->step)), lr = t->o->lr, l2 = t->o->l2;
-    /* The bias (no L2, as FM's) is in every example. */
-    adam_host(&f->P[0], &t->gP[0], &t->mP[0], &t->vP[0], 0.0f, lr, c1, c2);
-    float *mw = t->mP + f->lin_off, *vw = t->vP + f->lin_off;
-    float *mV = t->mP + f->emb_off, *vV = t->vP + f->emb_off;
-    for (size_t q = 0; q < t->n_touched; q++) {
-        uint64_t j = t->touched[q];
-        t->mark[j] = 0;
-        adam_host(&w[j], &gw[j], &mw[j], &vw[j], l2, lr, c1, c2);
-        for (size_t c = 0; c < k; c++) {
-            size_t o = (size_t)j * k + c;
-            adam_host(&V[o], &gV[o], &mV[o], &vV[o], l2, lr, c1, c2);
-        }
-    }
+    if (t->o->sparse_opt == FN_SPARSE_ADAGRAD)
+        sparse_adagrad(t, (float)nb);
+    else
+        sparse_adam(t);
     return FN_OK;
 }
 
@@ -430,6 +483,13 @@ fn_status dfm_train(fn_model *m, const fn_train_options *o, const fn_dataset *tr
     if (!(o->l2 >= 0) || !isfinite(o->l2))
         return fn_error_set(err, FN_ERR_INVALID, "deepfm train: l2 must be a number >= 0, not %g",
                             (double)o->l2);
+    if (o->sparse_opt != FN_SPARSE_ADAM && o->sparse_opt != FN_SPARSE_ADAGRAD)
+        return fn_error_set(err, FN_ERR_INVALID, "deepfm train: unknown sparse optimizer %d",
+                            (int)o->sparse_opt);
+    if (!(o->sparse_lr >= 0) || !isfinite(o->sparse_lr))
+        return fn_error_set(err, FN_ERR_INVALID,
+                            "deepfm train: sparse learning rate must be a number >= 0, not %g",
+                            (double)o->sparse_lr);
     if (o->batch < 1)
         return fn_error_set(err, FN_ERR_INVALID, "deepfm train: batch must be >= 1, not %d",
                             o->batch);

@@ -54,6 +54,27 @@ fn_status fn_model_kind_parse(const char *name, fn_model_kind *out)
     return FN_ERR_INVALID;
 }
 
+const char *fn_sparse_optimizer_name(fn_sparse_optimizer o)
+{
+    return o == FN_SPARSE_ADAGRAD ? "adagrad" : o == FN_SPARSE_ADAM ? "adam" : "?";
+}
+
+fn_status fn_sparse_optimizer_parse(const char *name, fn_sparse_optimizer *out)
+{
+    for (int o = FN_SPARSE_ADAM; o <= FN_SPARSE_ADAGRAD; o++)
+        if (strcmp(name, fn_sparse_optimizer_name((fn_sparse_optimizer)o)) == 0) {
+            *out = (fn_sparse_optimizer)o;
+            return FN_OK;
+        }
+    return FN_ERR_INVALID;
+}
+
+float fn_train_sparse_lr(const fn_train_options *o)
+{
+    if (o->sparse_lr > 0) return o->sparse_lr;
+    return o->sparse_opt == FN_SPARSE_ADAGRAD ? FN_SPARSE_ADAGRAD_LR : o->lr;
+}
+
 fn_train_options fn_train_options_default(fn_model_kind kind)
 {
     fn_train_options o = {.kind = kind, .epochs = 10, .patience = 2, .seed = 1, .threads = 0};
@@ -258,7 +279,11 @@ fn_status fn_model_save(const fn_model *m, const char *path, fn_error *err)
         put_meta(w, "funnel.normalize", "%d", m->hp.normalize) ||
         put_meta(w, "funnel.hidden", "%s", hidden) ||
         put_meta(w, "funnel.activation", "%s", m->hp.relu ? "relu" : "gelu") ||
-        put_meta(w, "funnel.dropout", "%.9g", m->hp.dropout))
+        put_meta(w, "funnel.dropout", "%.9g", m->hp.dropout) ||
+        (m->hp.kind == FN_MODEL_DEEPFM &&
+         (put_meta(w, "funnel.sparse_optimizer", "%s",
+                   fn_sparse_optimizer_name(m->hp.sparse_opt)) ||
+          put_meta(w, "funnel.sparse_lr", "%.9g", fn_train_sparse_lr(&m->hp)))))
         st = fn_error_set(err, FN_ERR_INTERNAL, "save: cannot write metadata");
     if (st == FN_OK) st = m->ops->save(m, w, err);
     if (st == FN_OK) st = fn_safetensors_writer_write(w, path, err);
@@ -335,6 +360,13 @@ static fn_status read_hyper(const fn_safetensors *st, fn_train_options *hp, uint
     if ((s = meta_float(st, "funnel.lr", &hp->lr, err)) ||
         (s = meta_float(st, "funnel.l2", &hp->l2, err)) ||
         (s = meta_float(st, "funnel.dropout", &hp->dropout, err)))
+        return s;
+    /* DeepFM's sparse optimizer: a record of how it was trained, absent from older files. */
+    if ((v = fn_safetensors_metadata(st, "funnel.sparse_optimizer")) &&
+        fn_sparse_optimizer_parse(v, &hp->sparse_opt) != FN_OK)
+        return fn_error_set(err, FN_ERR_CORRUPT, "%s: unknown sparse optimizer '%s'", path, v);
+    if (fn_safetensors_metadata(st, "funnel.sparse_lr") &&
+        (s = meta_float(st, "funnel.sparse_lr", &hp->sparse_lr, err)))
         return s;
     if ((s = meta(st, "funnel.activation", &v, err))) return s;
     if (strcmp(v, "relu") && strcmp(v, "gelu"))

@@ -88,6 +88,18 @@ typedef enum fn_valid_metric {
     FN_VALID_AUC,         /* higher is better; targets above 0.5 are the positives */
 } fn_valid_metric;
 
+/*
+ * How DeepFM trains its sparse part (the bias, the linear weights and the
+ * field embeddings); its MLP always trains with Adam at lr.
+ */
+typedef enum fn_sparse_optimizer {
+    FN_SPARSE_ADAM = 0, /* lazy Adam at lr on the batch's mean gradient (the default) */
+    FN_SPARSE_ADAGRAD,  /* AdaGrad as FM and FFM, on the sum of the batch's examples' gradients */
+} fn_sparse_optimizer;
+
+/* The default AdaGrad learning rate of DeepFM's sparse part: FM's default. */
+#define FN_SPARSE_ADAGRAD_LR 0.05f
+
 typedef struct fn_train_options {
     fn_model_kind kind;
     int k;        /* latent factors (FM 8, FFM 4, DeepFM 8 by default) */
@@ -104,7 +116,9 @@ typedef struct fn_train_options {
     int n_hidden;
     int relu; /* 1 ReLU, 0 GELU */
     float dropout;
-    int batch;          /* mini-batch size */
+    int batch; /* mini-batch size */
+    fn_sparse_optimizer sparse_opt;
+    float sparse_lr;    /* the sparse part's learning rate; 0: lr with Adam, FN_SPARSE_ADAGRAD_LR */
     const char *device; /* "cpu" or "cuda" */
     int progress;       /* draw a progress bar on a terminal */
 } fn_train_options;
@@ -113,6 +127,10 @@ typedef struct fn_train_options {
 fn_train_options fn_train_options_default(fn_model_kind kind);
 const char *fn_model_kind_name(fn_model_kind kind);
 fn_status fn_model_kind_parse(const char *name, fn_model_kind *out);
+const char *fn_sparse_optimizer_name(fn_sparse_optimizer o);
+fn_status fn_sparse_optimizer_parse(const char *name, fn_sparse_optimizer *out);
+/* The learning rate DeepFM's sparse part trains at under o (sparse_lr, or its default). */
+float fn_train_sparse_lr(const fn_train_options *o);
 
 typedef struct fn_train_report {
     int epochs_run;

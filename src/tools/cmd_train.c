@@ -40,6 +40,12 @@ static const char train_usage[] =
     "  --activation A     DeepFM hidden activation: relu (default) or gelu\n"
     "  --dropout X        DeepFM dropout on hidden layers (default 0)\n"
     "  --batch N          DeepFM mini-batch size (default 256)\n"
+    "  --sparse-optimizer O  DeepFM's bias, linear weights and embeddings: adam\n"
+    "                     (default, lazy Adam on the batch's mean gradient) or\n"
+    "                     adagrad (as FM's, on the batch's summed gradient; suits\n"
+    "                     small data sets); the MLP always trains with Adam at --lr\n"
+    "  --sparse-lr X      their learning rate (default: --lr with adam, 0.05 with\n"
+    "                     adagrad)\n"
     "  --device D         DeepFM: cpu (default) or cuda\n"
     "  --label KEY        label feature of TFRecord input (default: label)\n"
     "  --label-range LO,HI  graded targets: the label's value v trains as\n"
@@ -84,6 +90,8 @@ enum {
     OPT_ACT,
     OPT_DROPOUT,
     OPT_BATCH,
+    OPT_SPARSE_OPT,
+    OPT_SPARSE_LR,
     OPT_DEVICE,
     OPT_JSON,
     OPT_DATA,
@@ -114,6 +122,8 @@ static const struct option long_opts[] = {
     {"activation", required_argument, NULL, OPT_ACT},
     {"dropout", required_argument, NULL, OPT_DROPOUT},
     {"batch", required_argument, NULL, OPT_BATCH},
+    {"sparse-optimizer", required_argument, NULL, OPT_SPARSE_OPT},
+    {"sparse-lr", required_argument, NULL, OPT_SPARSE_LR},
     {"device", required_argument, NULL, OPT_DEVICE},
     {"json", no_argument, NULL, OPT_JSON},
     {"data", required_argument, NULL, OPT_DATA},
@@ -130,7 +140,8 @@ typedef struct args {
     /* Hyperparameters given on the command line, applied over the kind's defaults. */
     int k, epochs, patience, batch, norm, relu, n_hidden;
     int hidden[FN_MAX_HIDDEN];
-    double lr, l2, dropout;
+    double lr, l2, dropout, sparse_lr;
+    int sparse_opt; /* -1: the default */
     uint64_t seed;
     int has_seed;
     const char *device;
@@ -177,8 +188,8 @@ static int parse(const char *cmd, int argc, char **argv, args *a, const char *us
 {
     memset(a, 0, sizeof *a);
     a->k = a->epochs = a->patience = a->batch = a->norm = a->relu = -1;
-    a->lr = a->l2 = a->dropout = -1;
-    a->valid_metric = -1;
+    a->lr = a->l2 = a->dropout = a->sparse_lr = -1;
+    a->valid_metric = a->sparse_opt = -1;
     a->label.key = "label";
     optind = 1;
     int c;
@@ -263,6 +274,18 @@ static int parse(const char *cmd, int argc, char **argv, args *a, const char *us
             if (!fn_cli_double(cmd, "--dropout", optarg, 0, 0.99, &a->dropout))
                 return FN_EXIT_USAGE;
             break;
+        case OPT_SPARSE_OPT: {
+            fn_sparse_optimizer so;
+            if (fn_sparse_optimizer_parse(optarg, &so) != FN_OK)
+                return fn_cli_usage_error(cmd, "--sparse-optimizer is adam or adagrad, not '%s'",
+                                          optarg);
+            a->sparse_opt = (int)so;
+            break;
+        }
+        case OPT_SPARSE_LR:
+            if (!fn_cli_double(cmd, "--sparse-lr", optarg, 1e-12, 100, &a->sparse_lr))
+                return FN_EXIT_USAGE;
+            break;
         case OPT_HIDDEN:
             if (!parse_hidden(cmd, optarg, a)) return FN_EXIT_USAGE;
             break;
@@ -310,6 +333,8 @@ static void apply_overrides(const args *a, fn_train_options *o)
     if (a->lr > 0) o->lr = (float)a->lr;
     if (a->l2 >= 0) o->l2 = (float)a->l2;
     if (a->dropout >= 0) o->dropout = (float)a->dropout;
+    if (a->sparse_opt >= 0) o->sparse_opt = (fn_sparse_optimizer)a->sparse_opt;
+    if (a->sparse_lr > 0) o->sparse_lr = (float)a->sparse_lr;
     if (a->has_seed) o->seed = a->seed;
     if (a->threads_set) o->threads = a->threads;
     if (a->n_hidden) {
@@ -330,6 +355,9 @@ int fn_cmd_train(int argc, char **argv)
     fn_model_kind kind;
     if (fn_model_kind_parse(a.model, &kind) != FN_OK)
         return fn_cli_usage_error("train", "--model is fm, ffm or deepfm, not '%s'", a.model);
+    if (kind != FN_MODEL_DEEPFM && (a.sparse_opt >= 0 || a.sparse_lr > 0))
+        return fn_cli_usage_error("train", "--sparse-optimizer and --sparse-lr are DeepFM's "
+                                           "(FM and FFM train with AdaGrad at --lr)");
     fn_train_options o = fn_train_options_default(kind);
     apply_overrides(&a, &o);
     o.progress = 1;

@@ -7,7 +7,9 @@
 2. funnel's training is the same computation as PyTorch's: from the same start (a funnel
    model file) and the same batch order (funnel's shuffle, replayed here), one epoch of
    mini-batches with Adam (lazy on the embedding rows, as funnel's) ends at the same
-   weights and predictions.
+   weights and predictions; and so it does with `--sparse-optimizer adagrad` (the bias,
+   linear weights and embeddings by AdaGrad on the batch's summed gradient, the MLP by
+   Adam).
 
   test_deepfm_torch.py --funnel build/src/tools/funnel --data ../shared/data
 Exit 77 (skipped) when the data sets are absent.
@@ -182,9 +184,9 @@ def funnel_order(n, seed):
     return idx
 
 
-def training_matches(args, tmp, tr_path, te_path):
+def training_matches(args, tmp, tr_path, te_path, sparse_opt="adam"):
     train, ytr = read_libffm(tr_path)
-    seed, batch, lr, hidden = 7, 16, 0.01, "20,10"
+    seed, batch, lr, slr, hidden = 7, 16, 0.01, 0.1, "20,10"
     common = ["train", "--model", "deepfm", "--format", "libffm", "--train", tr_path,
               "--epochs", "1", "--batch", str(batch), "--hidden", hidden, "--seed", str(seed),
               "--threads", "1", "--l2", "0", "--k", "4"]
@@ -193,7 +195,10 @@ def training_matches(args, tmp, tr_path, te_path):
     # The smallest learning rate funnel takes (1e-12) moves no weight by more than ~1e-11:
     # the file is the initialisation the real run starts from.
     funnel(args, *(common + ["--lr", "1e-12", "--out", init]))
-    funnel(args, *(common + ["--lr", str(lr), "--out", done]))
+    trained = ["--lr", str(lr), "--out", done]
+    if sparse_opt == "adagrad":
+        trained += ["--sparse-optimizer", "adagrad", "--sparse-lr", str(slr)]
+    funnel(args, *(common + trained))
     start, meta = load_safetensors(init)
     fields, features = int(meta["funnel.fields"]), int(meta["funnel.features"])
     model = DeepFM(fields, features, 4, [20, 10], "relu")
@@ -202,8 +207,10 @@ def training_matches(args, tmp, tr_path, te_path):
             p.copy_(torch.from_numpy(start[name].copy()))
     params = [p for _, p in model.named_tensors()]
     sparse = {id(model.linear), id(model.embedding)}
+    adagrad = {id(model.bias), id(model.linear), id(model.embedding)} \
+        if sparse_opt == "adagrad" else set()
     m = [torch.zeros_like(p) for p in params]
-    v = [torch.zeros_like(p) for p in params]
+    v = [torch.ones_like(p) if id(p) in adagrad else torch.zeros_like(p) for p in params]
     b1, b2, eps = 0.9, 0.999, 1e-8
     order = funnel_order(len(train), seed)
     y = torch.tensor(ytr)
@@ -219,6 +226,12 @@ def training_matches(args, tmp, tr_path, te_path):
             for p, mm, vv in zip(params, m, v):
                 g = p.grad
                 rows = touched if id(p) in sparse else slice(None)
+                if id(p) in adagrad:
+                    # AdaGrad from accumulators of 1 on the batch's sum (the loss is its mean).
+                    gs = g[rows] * len(sel)
+                    vv[rows] += gs * gs
+                    p[rows] -= slr * gs / vv[rows].sqrt()
+                    continue
                 mm[rows] = b1 * mm[rows] + (1 - b1) * g[rows]
                 vv[rows] = b2 * vv[rows] + (1 - b2) * g[rows] * g[rows]
                 p[rows] -= lr * (mm[rows] / c1) / ((vv[rows] / c2).sqrt() + eps)
@@ -237,8 +250,8 @@ def training_matches(args, tmp, tr_path, te_path):
     with torch.no_grad():
         want = torch.sigmoid(model(make_batch(test, range(len(test))))).double().numpy()
     pred = predictions(args, done, te_path, tmp)
-    print("funnel training vs PyTorch after %d steps: weights within %.3g, test probabilities "
-          "within %.3g" % (step, worst, np.abs(pred - want).max()))
+    print("funnel training (sparse part by %s) vs PyTorch after %d steps: weights within %.3g, "
+          "test probabilities within %.3g" % (sparse_opt, step, worst, np.abs(pred - want).max()))
     assert worst < 1e-4, "funnel's training differs from PyTorch's by %g" % worst
     assert np.abs(pred - want).max() < 1e-4
 
@@ -257,6 +270,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="funnel-deepfm-") as tmp:
         torch_trained_loads(args, tmp, tr, te)
         training_matches(args, tmp, tr, te)
+        training_matches(args, tmp, tr, te, "adagrad")
     print("ok")
     return 0
 

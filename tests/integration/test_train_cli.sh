@@ -79,6 +79,12 @@ expect 2 "--label-range goes with --spec (TFRecord input)" "$funnel" train --mod
   --format libffm --label-range 0,1 --train "$train" --out "$tmp/x"
 expect 2 "--valid-metric is logloss or auc, not 'ndcg'" "$funnel" train --model ffm \
   --spec "$spec" --valid-metric ndcg --train "$train" --out "$tmp/x"
+expect 2 "--sparse-optimizer is adam or adagrad, not 'sgd'" "$funnel" train --model deepfm \
+  --spec "$spec" --sparse-optimizer sgd --train "$train" --out "$tmp/x"
+expect 2 "--sparse-optimizer and --sparse-lr are DeepFM's" "$funnel" train --model fm \
+  --spec "$spec" --sparse-lr 0.1 --train "$train" --out "$tmp/x"
+expect 2 "--sparse-lr expects a number" "$funnel" train --model deepfm --spec "$spec" \
+  --sparse-lr -1 --train "$train" --out "$tmp/x"
 expect 2 "--model and --data are required" "$funnel" eval --spec "$spec" --data "$test"
 expect 1 "$tmp/missing.tfrecord" "$funnel" train --model ffm --spec "$spec" \
   --train "$tmp/missing.tfrecord" --out "$tmp/x"

@@ -119,6 +119,19 @@ START_TEST(matches_the_formula)
 }
 END_TEST
 
+/* Copies a safetensors file with the first `from` of its header replaced by `to`, as long. */
+static void replace_in_file(const char *src, const char *dst, const char *from, const char *to)
+{
+    ck_assert_uint_eq(strlen(from), strlen(to));
+    fn_buf b = {0};
+    fn_test_read_file(src, &b);
+    char *at = b.len > 8 ? strstr(b.data + 8, from) : NULL; /* in the JSON header */
+    ck_assert_msg(at != NULL, "%s not in %s", from, src);
+    memcpy(at, to, strlen(to));
+    fn_test_write_file(dst, b.data, b.len);
+    fn_buf_free(&b);
+}
+
 START_TEST(file_layout)
 {
     char *dir = fn_test_tmpdir(), *path = fn_test_path(dir, "m.safetensors"),
@@ -152,7 +165,13 @@ START_TEST(file_layout)
     ck_assert_str_eq(fn_safetensors_metadata(st, "funnel.model"), "deepfm");
     ck_assert_str_eq(fn_safetensors_metadata(st, "funnel.hidden"), "10,6");
     ck_assert_str_eq(fn_safetensors_metadata(st, "funnel.activation"), "gelu");
+    /* How the sparse part trained: Adam at --lr unless told otherwise. */
+    ck_assert_str_eq(fn_safetensors_metadata(st, "funnel.sparse_optimizer"), "adam");
+    ck_assert_float_eq((float)strtod(fn_safetensors_metadata(st, "funnel.sparse_lr"), NULL), o.lr);
     fn_safetensors_close(st);
+    /* An optimizer this funnel does not know is a damaged file (same length, valid JSON). */
+    replace_in_file(path, bad, "\"adam\"", "\"adax\"");
+    expect_refused(bad, FN_ERR_CORRUPT, "unknown optimizer", "unknown sparse optimizer 'adax'");
 
     edit_model(path, bad, "mlp.1.weight", "[10, 6]", -1, 0);
     expect_refused(bad, FN_ERR_CORRUPT, "transposed layer", "tensor 'mlp.1.weight' is F32");
@@ -197,6 +216,52 @@ START_TEST(dropout_trains_not_predicts)
 }
 END_TEST
 
+/*
+ * The sparse part by AdaGrad (the MLP still by Adam) learns what Adam's does; the file says
+ * so and the default learning rate; an explicit sparse learning rate equal to --lr is Adam's
+ * default, to the bit.
+ */
+START_TEST(adagrad_sparse_part)
+{
+    char *dir = fn_test_tmpdir(), *path = fn_test_path(dir, "m.safetensors");
+    fn_dataset *tr = xor_data(6000, 83), *te = xor_data(1000, 84);
+    fn_train_options o = quiet_opts(FN_MODEL_DEEPFM);
+    o.epochs = 20;
+    o.sparse_opt = FN_SPARSE_ADAGRAD;
+    fn_model *m = train_ok(&o, tr, te, NULL);
+    double auc = auc_of(m, te);
+    ck_assert_msg(auc > 0.99, "AUC %.4f with the sparse part by AdaGrad", auc);
+    fn_error err = {0};
+    ck_assert_msg(fn_model_save(m, path, &err) == FN_OK, "%s", err.msg);
+    fn_safetensors *st;
+    ck_assert_msg(fn_safetensors_open(path, &st, &err) == FN_OK, "%s", err.msg);
+    ck_assert_str_eq(fn_safetensors_metadata(st, "funnel.sparse_optimizer"), "adagrad");
+    ck_assert_float_eq((float)strtod(fn_safetensors_metadata(st, "funnel.sparse_lr"), NULL),
+                       FN_SPARSE_ADAGRAD_LR);
+    fn_safetensors_close(st);
+    fn_model *back = NULL;
+    ck_assert_msg(fn_model_load(path, NULL, &back, &err) == FN_OK, "%s", err.msg);
+    float *a = predict_all(m, te, 1), *b = predict_all(back, te, 1);
+    ck_assert_mem_eq(a, b, te->n * sizeof *a);
+    /* Another training than Adam's. */
+    o.sparse_opt = FN_SPARSE_ADAM;
+    fn_model *adam = train_ok(&o, tr, te, NULL);
+    float *c = predict_all(adam, te, 1);
+    ck_assert_msg(memcmp(a, c, te->n * sizeof *a) != 0, "AdaGrad trained as Adam did");
+    o.sparse_lr = o.lr;
+    fn_model *same = train_ok(&o, tr, te, NULL);
+    float *d = predict_all(same, te, 1);
+    ck_assert_mem_eq(c, d, te->n * sizeof *c);
+    free(a), free(b), free(c), free(d);
+    fn_model_free(m), fn_model_free(back), fn_model_free(adam), fn_model_free(same);
+    fn_dataset_free(tr);
+    fn_dataset_free(te);
+    fn_test_rmtree(dir);
+    free(path);
+    free(dir);
+}
+END_TEST
+
 static void expect_bad_option(const fn_train_options *o, const fn_dataset *d, const char *word)
 {
     fn_error err = {0};
@@ -219,6 +284,12 @@ START_TEST(bad_options_named)
     o = quiet_opts(FN_MODEL_DEEPFM);
     o.device = "tpu";
     expect_bad_option(&o, d, "tpu");
+    o = quiet_opts(FN_MODEL_DEEPFM);
+    o.sparse_lr = NAN;
+    expect_bad_option(&o, d, "sparse learning rate");
+    o = quiet_opts(FN_MODEL_DEEPFM);
+    o.sparse_opt = (fn_sparse_optimizer)7;
+    expect_bad_option(&o, d, "sparse optimizer 7");
     fn_dataset_free(d);
 }
 END_TEST
@@ -263,6 +334,7 @@ Suite *rank_deepfm_suite(void)
     tcase_add_loop_test(t, matches_the_formula, 0, 3);
     tcase_add_test(t, file_layout);
     tcase_add_test(t, dropout_trains_not_predicts);
+    tcase_add_test(t, adagrad_sparse_part);
     tcase_add_test(t, bad_options_named);
     tcase_add_test(t, cuda_matches_cpu);
     suite_add_tcase(s, t);
