@@ -272,49 +272,39 @@ static int touch(trainer *t, uint64_t j, size_t *cap_touched)
     return 1;
 }
 
-/* A lazy Adam step on the bias and on the rows the batch touched (their marks cleared). */
-static void sparse_adam(trainer *t)
+/* The sparse part's optimizer for one step: lazy Adam, or AdaGrad on scale times the mean. */
+typedef struct sparse_step {
+    int adagrad;
+    float lr, c1, c2, scale;
+} sparse_step;
+
+/* Weight i of f->P (layout shared by gP, mP, vP), its gradient cleared. */
+static inline void step_weight(trainer *t, const sparse_step *s, size_t i, float l2)
 {
-    deepfm *f = t->f;
-    const size_t k = (size_t)f->k;
-    const float c1 = (float)(1.0 - pow(ADAM_BETA1, (double)t->step)),
-                c2 = (float)(1.0 - pow(ADAM_BETA2, (double)t->step)), lr = fn_train_sparse_lr(t->o),
-                l2 = t->o->l2;
-    float *w = f->P + f->lin_off, *V = f->P + f->emb_off;
-    float *gw = t->gP + f->lin_off, *gV = t->gP + f->emb_off;
-    /* The bias (no L2, as FM's) is in every example. */
-    adam_host(&f->P[0], &t->gP[0], &t->mP[0], &t->vP[0], 0.0f, lr, c1, c2);
-    float *mw = t->mP + f->lin_off, *vw = t->vP + f->lin_off;
-    float *mV = t->mP + f->emb_off, *vV = t->vP + f->emb_off;
-    for (size_t q = 0; q < t->n_touched; q++) {
-        uint64_t j = t->touched[q];
-        t->mark[j] = 0;
-        adam_host(&w[j], &gw[j], &mw[j], &vw[j], l2, lr, c1, c2);
-        for (size_t c = 0; c < k; c++) {
-            size_t o = (size_t)j * k + c;
-            adam_host(&V[o], &gV[o], &mV[o], &vV[o], l2, lr, c1, c2);
-        }
-    }
+    if (s->adagrad)
+        adagrad_host(&t->f->P[i], &t->gP[i], &t->vP[i], l2, s->lr, s->scale);
+    else
+        adam_host(&t->f->P[i], &t->gP[i], &t->mP[i], &t->vP[i], l2, s->lr, s->c1, s->c2);
 }
 
-/* An AdaGrad step on the same weights, on nb times the mean gradient held: the batch's sum. */
-static void sparse_adagrad(trainer *t, float nb)
+/* A step on the bias and on the rows the batch touched (their marks cleared); nb times the
+   mean gradient held is the batch's sum, what AdaGrad steps on. */
+static void sparse_update(trainer *t, size_t nb)
 {
     deepfm *f = t->f;
     const size_t k = (size_t)f->k;
-    const float lr = fn_train_sparse_lr(t->o), l2 = t->o->l2;
-    float *w = f->P + f->lin_off, *V = f->P + f->emb_off;
-    float *gw = t->gP + f->lin_off, *gV = t->gP + f->emb_off;
-    float *Gw = t->vP + f->lin_off, *GV = t->vP + f->emb_off;
-    adagrad_host(&f->P[0], &t->gP[0], &t->vP[0], 0.0f, lr, nb);
+    const float l2 = t->o->l2;
+    const sparse_step s = {.adagrad = t->o->sparse_opt == FN_SPARSE_ADAGRAD,
+                           .lr = fn_train_sparse_lr(t->o),
+                           .c1 = (float)(1.0 - pow(ADAM_BETA1, (double)t->step)),
+                           .c2 = (float)(1.0 - pow(ADAM_BETA2, (double)t->step)),
+                           .scale = (float)nb};
+    step_weight(t, &s, 0, 0.0f); /* the bias (no L2, as FM's) is in every example */
     for (size_t q = 0; q < t->n_touched; q++) {
         uint64_t j = t->touched[q];
         t->mark[j] = 0;
-        adagrad_host(&w[j], &gw[j], &Gw[j], l2, lr, nb);
-        for (size_t c = 0; c < k; c++) {
-            size_t o = (size_t)j * k + c;
-            adagrad_host(&V[o], &gV[o], &GV[o], l2, lr, nb);
-        }
+        step_weight(t, &s, f->lin_off + (size_t)j, l2);
+        for (size_t c = 0; c < k; c++) step_weight(t, &s, f->emb_off + (size_t)j * k + c, l2);
     }
 }
 
@@ -342,10 +332,7 @@ static fn_status sparse_backward(trainer *t, const fn_dataset *d, const size_t *
             for (size_t c = 0; c < k; c++) gv[c] += xv * (g * (S[c] - v[c] * xv) + de[c]);
         }
     }
-    if (t->o->sparse_opt == FN_SPARSE_ADAGRAD)
-        sparse_adagrad(t, (float)nb);
-    else
-        sparse_adam(t);
+    sparse_update(t, nb);
     return FN_OK;
 }
 
