@@ -117,6 +117,8 @@ int main(int argc, char **argv)
             fn_train_options o = fn_train_options_default((fn_model_kind)kind);
             o.epochs = 1;
             o.threads = t;
+            /* The peer is PyTorch's DeepFM with SparseAdam and Adam: the same steps. */
+            o.sparse_opt = FN_SPARSE_ADAM;
             fn_error err = {0};
             fn_train_report rep;
             fn_model *mm;

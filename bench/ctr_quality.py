@@ -215,11 +215,12 @@ def criteo_grids():
     return [
         ("fm", [cap, cap + ["--lr", "0.1"], cap + ["--lr", "0.02"], cap + ["--l2", "1e-3"]]),
         ("ffm", [cap, cap + ["--lr", "0.3"], cap + ["--lr", "0.1"]]),
-        ("deepfm", [cap + ["--batch", "16", "--lr", lr, "--dropout", p, "--l2", l2, "--k", k,
-                           "--hidden", h]
+        # DeepFM with its sparse part by lazy Adam, as the MLP.
+        ("deepfm", [cap + ["--sparse-optimizer", "adam", "--batch", "16", "--lr", lr,
+                           "--dropout", p, "--l2", l2, "--k", k, "--hidden", h]
                     for lr in ("0.003", "0.01") for p in ("0", "0.5")
                     for l2 in ("1e-3", "3e-3") for k in ("2", "4") for h in ("32", "200,200")]),
-        # DeepFM with its sparse part trained as FM's (AdaGrad), the MLP by Adam at --lr.
+        # DeepFM with its sparse part trained as FM's (AdaGrad, the default), the MLP by Adam.
         ("deepfm", [cap + ["--sparse-optimizer", "adagrad", "--sparse-lr", slr, "--batch", "16",
                            "--lr", lr, "--dropout", p, "--l2", l2, "--k", k, "--hidden", h]
                     for slr in ("0.05", "0.1", "0.2") for lr in ("0.001", "0.003")
@@ -323,9 +324,11 @@ def main():
                 feats[part] = read_libffm(path)
             rows = []
             baselines(feats["train"], feats["test"], rows)
-            grids = {"deepfm": [["--epochs", "20", "--l2", l2] for l2 in ("1e-5", "1e-4", "3e-4")] +
-                     [["--epochs", "20", "--dropout", "0.3", "--k", k] for k in ("8", "16")]}
-            # DeepFM with its sparse part by AdaGrad (--sparse-lr), the MLP by Adam.
+            # DeepFM with its sparse part by lazy Adam, as the MLP...
+            adam = ["--epochs", "20", "--sparse-optimizer", "adam"]
+            grids = {"deepfm": [adam + ["--l2", l2] for l2 in ("1e-5", "1e-4", "3e-4")] +
+                     [adam + ["--dropout", "0.3", "--k", k] for k in ("8", "16")]}
+            # ... and by AdaGrad (--sparse-lr; the default), the MLP by Adam.
             adagrad = {"deepfm": [["--epochs", "20", "--dropout", "0.3", "--k", k,
                                    "--sparse-optimizer", "adagrad", "--sparse-lr", slr]
                                   for slr in ("0.02", "0.05", "0.1") for k in ("8", "16")]}

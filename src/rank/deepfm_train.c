@@ -1,24 +1,24 @@
 /*
  * deepfm_train.c - DeepFM training: shuffled mini-batches, the MLP's forward
  * and backward passes on the kernel layer (the CPU backend, or CUDA when
- * asked), Adam everywhere, validation every epoch with early stopping and
- * the best epoch kept.
+ * asked), validation every epoch with early stopping and the best epoch
+ * kept.
  *
  * A batch: the host sums each example's sparse part (FM terms and field
  * embeddings, deepfm.c), the backend runs the MLP on the field embeddings
  * (GEMM, bias, activation, dropout; then the same backwards), and the host
  * adds the gradient that comes back for the embeddings to the FM part's own
- * and updates the rows the batch touched. That is lazy Adam for the sparse
- * part (a row's moments move only when a batch uses it, as TensorFlow's
- * LazyAdam), with the bias correction of the global step, or with
- * --sparse-optimizer adagrad AdaGrad as FM's and FFM's (accumulators from 1,
- * the batch's summed gradient, so a learning rate means what it does for FM
- * whatever the batch size); plain Adam on the backend for the MLP. Adam moves
- * a weight by about lr a step whatever the size of its gradient; AdaGrad's
- * first steps are in proportion to it, which suits small data sets where
- * most features are seen a few times. L2 is added to the gradient of every
- * weight updated. The bias starts at the log-odds of the training labels.
- * The loss is the batch's mean log loss.
+ * and updates the bias and the rows the batch touched: by AdaGrad as FM's and
+ * FFM's (accumulators from 1, the batch's summed gradient, so a learning rate
+ * means what it does for FM whatever the batch size), or with
+ * --sparse-optimizer adam by lazy Adam (a row's moments move only when a
+ * batch uses it, as TensorFlow's LazyAdam, with the bias correction of the
+ * global step). The MLP trains by plain Adam on the backend. Adam moves a
+ * weight by about lr a step whatever the size of its gradient; AdaGrad's
+ * steps are in proportion to it, which fits features seen a few times by
+ * what they showed. L2 is added to the gradient of every weight updated. The
+ * bias starts at the log-odds of the training labels. The loss is the
+ * batch's mean log loss.
  */
 #include <math.h>
 #include <stdio.h>

@@ -88,6 +88,9 @@ fn_train_options fn_train_options_default(fn_model_kind kind)
         break;
     case FN_MODEL_DEEPFM:
         o.k = 8, o.lr = 1e-3f, o.l2 = 1e-4f, o.batch = 256, o.relu = 1, o.dropout = 0.0f;
+        /* AdaGrad ranks better than lazy Adam on MovieLens-100k, binary and graded labels,
+           with and without the semantic features (BENCHMARKS.md). */
+        o.sparse_opt = FN_SPARSE_ADAGRAD;
         o.hidden[0] = 200, o.hidden[1] = 200, o.n_hidden = 2;
         break;
     }
@@ -361,7 +364,9 @@ static fn_status read_hyper(const fn_safetensors *st, fn_train_options *hp, uint
         (s = meta_float(st, "funnel.l2", &hp->l2, err)) ||
         (s = meta_float(st, "funnel.dropout", &hp->dropout, err)))
         return s;
-    /* DeepFM's sparse optimizer: a record of how it was trained, absent from older files. */
+    /* DeepFM's sparse optimizer: a record of how it was trained. Files without it are older
+       than the choice, and were trained with Adam at lr. */
+    hp->sparse_opt = FN_SPARSE_ADAM;
     if ((v = fn_safetensors_metadata(st, "funnel.sparse_optimizer")) &&
         fn_sparse_optimizer_parse(v, &hp->sparse_opt) != FN_OK)
         return fn_error_set(err, FN_ERR_CORRUPT, "%s: unknown sparse optimizer '%s'", path, v);

@@ -93,8 +93,9 @@ typedef enum fn_valid_metric {
  * field embeddings); its MLP always trains with Adam at lr.
  */
 typedef enum fn_sparse_optimizer {
-    FN_SPARSE_ADAM = 0, /* lazy Adam at lr on the batch's mean gradient (the default) */
-    FN_SPARSE_ADAGRAD,  /* AdaGrad as FM and FFM, on the sum of the batch's examples' gradients */
+    FN_SPARSE_ADAM = 0, /* lazy Adam at lr on the batch's mean gradient */
+    FN_SPARSE_ADAGRAD,  /* AdaGrad as FM and FFM, on the sum of the batch's examples' gradients
+                           (DeepFM's default) */
 } fn_sparse_optimizer;
 
 /* The default AdaGrad learning rate of DeepFM's sparse part: FM's default. */

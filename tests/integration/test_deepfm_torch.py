@@ -192,12 +192,12 @@ def training_matches(args, tmp, tr_path, te_path, sparse_opt="adam"):
               "--threads", "1", "--l2", "0", "--k", "4"]
     init = os.path.join(tmp, "init.safetensors")
     done = os.path.join(tmp, "done.safetensors")
-    # The smallest learning rate funnel takes (1e-12) moves no weight by more than ~1e-11:
-    # the file is the initialisation the real run starts from.
-    funnel(args, *(common + ["--lr", "1e-12", "--out", init]))
-    trained = ["--lr", str(lr), "--out", done]
+    # The smallest learning rate funnel takes (1e-12), with Adam for every part, moves no
+    # weight by more than ~1e-11: the file is the initialisation the real run starts from.
+    funnel(args, *(common + ["--lr", "1e-12", "--sparse-optimizer", "adam", "--out", init]))
+    trained = ["--lr", str(lr), "--out", done, "--sparse-optimizer", sparse_opt]
     if sparse_opt == "adagrad":
-        trained += ["--sparse-optimizer", "adagrad", "--sparse-lr", str(slr)]
+        trained += ["--sparse-lr", str(slr)]
     funnel(args, *(common + trained))
     start, meta = load_safetensors(init)
     fields, features = int(meta["funnel.fields"]), int(meta["funnel.features"])

@@ -151,7 +151,7 @@ if [[ -f $data/criteo-ffm/small_train.txt ]]; then
   for kind in ffm fm deepfm; do
     # DeepFM on 200 rows: small batches for enough steps, dropout against overfitting.
     opts=()
-    [[ $kind == deepfm ]] && opts=(--batch 16 --lr 0.01 --dropout 0.5)
+    [[ $kind == deepfm ]] && opts=(--batch 16 --dropout 0.5)
     expect 0 "" "$funnel" train --model $kind --format libffm \
       --train "$data/criteo-ffm/small_train.txt" --valid "$data/criteo-ffm/small_test.txt" \
       --out "$tmp/c-$kind.safetensors" --epochs 20 --threads 1 --json "${opts[@]}"

@@ -165,13 +165,14 @@ START_TEST(file_layout)
     ck_assert_str_eq(fn_safetensors_metadata(st, "funnel.model"), "deepfm");
     ck_assert_str_eq(fn_safetensors_metadata(st, "funnel.hidden"), "10,6");
     ck_assert_str_eq(fn_safetensors_metadata(st, "funnel.activation"), "gelu");
-    /* How the sparse part trained: Adam at --lr unless told otherwise. */
-    ck_assert_str_eq(fn_safetensors_metadata(st, "funnel.sparse_optimizer"), "adam");
-    ck_assert_float_eq((float)strtod(fn_safetensors_metadata(st, "funnel.sparse_lr"), NULL), o.lr);
+    /* How the sparse part trained: AdaGrad at its own rate unless told otherwise. */
+    ck_assert_str_eq(fn_safetensors_metadata(st, "funnel.sparse_optimizer"), "adagrad");
+    ck_assert_float_eq((float)strtod(fn_safetensors_metadata(st, "funnel.sparse_lr"), NULL),
+                       FN_SPARSE_ADAGRAD_LR);
     fn_safetensors_close(st);
     /* An optimizer this funnel does not know is a damaged file (same length, valid JSON). */
-    replace_in_file(path, bad, "\"adam\"", "\"adax\"");
-    expect_refused(bad, FN_ERR_CORRUPT, "unknown optimizer", "unknown sparse optimizer 'adax'");
+    replace_in_file(path, bad, "\"adagrad\"", "\"adagrax\"");
+    expect_refused(bad, FN_ERR_CORRUPT, "unknown optimizer", "unknown sparse optimizer 'adagrax'");
 
     edit_model(path, bad, "mlp.1.weight", "[10, 6]", -1, 0);
     expect_refused(bad, FN_ERR_CORRUPT, "transposed layer", "tensor 'mlp.1.weight' is F32");
@@ -218,8 +219,8 @@ END_TEST
 
 /*
  * The sparse part by AdaGrad (the MLP still by Adam) learns what Adam's does; the file says
- * so and the default learning rate; an explicit sparse learning rate equal to --lr is Adam's
- * default, to the bit.
+ * so and the default learning rate; with Adam, an explicit sparse learning rate equal to --lr
+ * is the default one, to the bit; a file without the record is an Adam-trained one.
  */
 START_TEST(adagrad_sparse_part)
 {
@@ -243,6 +244,19 @@ START_TEST(adagrad_sparse_part)
     ck_assert_msg(fn_model_load(path, NULL, &back, &err) == FN_OK, "%s", err.msg);
     float *a = predict_all(m, te, 1), *b = predict_all(back, te, 1);
     ck_assert_mem_eq(a, b, te->n * sizeof *a);
+    /* Without the record (keys renamed away), the file is taken for an Adam-trained one. */
+    char *old = fn_test_path(dir, "old.safetensors"),
+         *again = fn_test_path(dir, "again.safetensors");
+    replace_in_file(path, old, "\"funnel.sparse_optimizer\"", "\"funnel.sparse_optimizex\"");
+    replace_in_file(old, old, "\"funnel.sparse_lr\"", "\"funnel.sparse_lx\"");
+    fn_model *older = NULL;
+    ck_assert_msg(fn_model_load(old, NULL, &older, &err) == FN_OK, "%s", err.msg);
+    ck_assert_msg(fn_model_save(older, again, &err) == FN_OK, "%s", err.msg);
+    ck_assert_msg(fn_safetensors_open(again, &st, &err) == FN_OK, "%s", err.msg);
+    ck_assert_str_eq(fn_safetensors_metadata(st, "funnel.sparse_optimizer"), "adam");
+    fn_safetensors_close(st);
+    fn_model_free(older);
+    free(old), free(again);
     /* Another training than Adam's. */
     o.sparse_opt = FN_SPARSE_ADAM;
     fn_model *adam = train_ok(&o, tr, te, NULL);

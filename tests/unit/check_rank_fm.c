@@ -153,7 +153,7 @@ END_TEST
 static fn_train_options criteo_opts(fn_model_kind kind)
 {
     fn_train_options o = quiet_opts(kind);
-    if (kind == FN_MODEL_DEEPFM) o.batch = 16, o.lr = 0.01f, o.dropout = 0.5f;
+    if (kind == FN_MODEL_DEEPFM) o.batch = 16, o.dropout = 0.5f;
     return o;
 }
 
