@@ -119,7 +119,8 @@ typedef struct fn_train_options {
     float dropout;
     int batch; /* mini-batch size */
     fn_sparse_optimizer sparse_opt;
-    float sparse_lr;    /* the sparse part's learning rate; 0: lr with Adam, FN_SPARSE_ADAGRAD_LR */
+    float sparse_lr;    /* the sparse part's learning rate; 0: lr with Adam, FN_SPARSE_ADAGRAD_LR
+                           with AdaGrad */
     const char *device; /* "cpu" or "cuda" */
     int progress;       /* draw a progress bar on a terminal */
 } fn_train_options;

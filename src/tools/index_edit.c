@@ -324,8 +324,7 @@ static int run_add(const args *a)
                         .model = a->model,
                         .threads = a->threads,
                         .skip_missing = a->skip_missing,
-                        .known = ann,
-                        .dim = ann ? fn_ann_dim(ann) : 0};
+                        .known = ann};
     if (st == FN_OK) st = index_read_store(&src, &si, &err);
     if (st == FN_OK && si.n && !fn_ann_is_trained(ann))
         st = fn_error_set(&err, FN_ERR_INVALID, "%s is not trained", a->index);

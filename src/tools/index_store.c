@@ -43,6 +43,12 @@ static void id_text(const char *id, size_t len, char *out, size_t cap)
     out[j] = '\0';
 }
 
+/* The dimension every vector must have: the index's when adding to one, else 0 (any). */
+static size_t index_dim(const index_source *o)
+{
+    return o->known ? fn_ann_dim(o->known) : 0;
+}
+
 /* Fixes the dimension (first vector) or checks a vector of item row against it. */
 static fn_status check_dim(store_items *si, const index_source *o, size_t row, size_t d,
                            const char *what, fn_error *err)
@@ -52,12 +58,12 @@ static fn_status check_dim(store_items *si, const index_source *o, size_t row, s
         id_text(si->ids[row], si->lens[row], a, sizeof a);
         return fn_error_set(err, FN_ERR_INVALID, "item '%s': %s is empty", a, what);
     }
-    if (o->dim && d != o->dim) {
+    if (index_dim(o) && d != index_dim(o)) {
         id_text(si->ids[row], si->lens[row], a, sizeof a);
         return fn_error_set(err, FN_ERR_INVALID,
                             "item '%s': %s of dimension %zu, the index %zu: the index was built "
                             "from other vectors",
-                            a, what, d, o->dim);
+                            a, what, d, index_dim(o));
     }
     if (si->dim == 0) {
         si->dim = d;
@@ -128,11 +134,11 @@ static fn_status queue_text(store_items *si, const index_source *o, size_t row, 
         fn_status st = fn_encoder_load(model, &eo, &si->enc, err);
         if (st != FN_OK) return fn_error_prefix(err, "loading the encoder (--model %s)", model);
         /* before any text is encoded: a whole store's texts can take minutes */
-        if (o->dim && fn_encoder_dim(si->enc) != o->dim)
+        if (index_dim(o) && fn_encoder_dim(si->enc) != index_dim(o))
             return fn_error_set(err, FN_ERR_INVALID,
                                 "the encoder %s gives vectors of dimension %zu, the index %zu: "
                                 "the index was built from other vectors",
-                                model, fn_encoder_dim(si->enc), o->dim);
+                                model, fn_encoder_dim(si->enc), index_dim(o));
         si->texts = malloc(ENCODE_CHUNK * sizeof *si->texts);
         si->text_lens = malloc(ENCODE_CHUNK * sizeof *si->text_lens);
         si->pending = malloc(ENCODE_CHUNK * sizeof *si->pending);

@@ -21,8 +21,8 @@ typedef struct index_source {
     const char *model;      /* the encoder (NULL: models/all-MiniLM-L6-v2) */
     uint64_t threads;       /* encoder threads (0: one per CPU) */
     int skip_missing;       /* leave out items with neither a vector nor the text */
-    fn_ann *known;          /* NULL, or leave out the items this index holds, live or deleted */
-    size_t dim;             /* 0, or the dimension every vector must have (the index's) */
+    fn_ann *known;          /* NULL, or the index added to: its items stay out, live or deleted,
+                               and every vector must have its dimension */
 } index_source;
 
 /* The rows read: in item id byte order for a build, in number order for an add. */
