@@ -334,28 +334,21 @@ def main():
                                   for slr in ("0.02", "0.05", "0.1") for k in ("8", "16")]}
             dfm = [k for k in kinds if k == "deepfm"]
             holdout = (os.path.join(ml, "fit.tfrecord"), os.path.join(ml, "valid.tfrecord"))
-            funnel_models(args.funnel, tmp, ["--spec", spec], os.path.join(ml, "train.tfrecord"),
-                          os.path.join(ml, "test.tfrecord"), rows, kinds, grids, holdout=holdout,
-                          metric="auc", seeds=range(1, 4))
-            funnel_models(args.funnel, tmp, ["--spec", spec], os.path.join(ml, "train.tfrecord"),
-                          os.path.join(ml, "test.tfrecord"), rows, dfm, adagrad, holdout=holdout,
-                          metric="auc", seeds=range(1, 4))
-            # The same models trained on graded labels (the grade of a rating, not whether it
-            # reaches 4), selected the same way: by the valid split's AUC, where the grades
-            # above 0.5 are the ratings of 4 and 5.
-            grades = np.clip((ratings_of(args.funnel, os.path.join(ml, "train.tfrecord")) - 2.5)
-                             / 2.0, 0, 1)
-            baselines(feats["train"], feats["test"], rows, grades=grades)
-            funnel_models(args.funnel, tmp, ["--spec", spec], os.path.join(ml, "train.tfrecord"),
-                          os.path.join(ml, "test.tfrecord"), rows, kinds, grids,
-                          holdout=holdout,
-                          train_args=["--label", "rating", "--label-range", "2.5,4.5"],
-                          suffix=", graded labels", metric="auc", seeds=range(1, 4))
-            funnel_models(args.funnel, tmp, ["--spec", spec], os.path.join(ml, "train.tfrecord"),
-                          os.path.join(ml, "test.tfrecord"), rows, dfm, adagrad,
-                          holdout=holdout,
-                          train_args=["--label", "rating", "--label-range", "2.5,4.5"],
-                          suffix=", graded labels", metric="auc", seeds=range(1, 4))
+            # Binary labels, then the same models on graded labels (the grade of a rating, not
+            # whether it reaches 4), selected the same way: by the valid split's AUC, where
+            # the grades above 0.5 are the ratings of 4 and 5.
+            graded = ["--label", "rating", "--label-range", "2.5,4.5"]
+            for train_args, suffix in (([], ""), (graded, ", graded labels")):
+                if train_args:
+                    grades = np.clip((ratings_of(args.funnel, os.path.join(ml, "train.tfrecord"))
+                                      - 2.5) / 2.0, 0, 1)
+                    baselines(feats["train"], feats["test"], rows, grades=grades)
+                for ks, g in ((kinds, grids), (dfm, adagrad)):
+                    funnel_models(args.funnel, tmp, ["--spec", spec],
+                                  os.path.join(ml, "train.tfrecord"),
+                                  os.path.join(ml, "test.tfrecord"), rows, ks, g, holdout=holdout,
+                                  train_args=train_args, suffix=suffix, metric="auc",
+                                  seeds=range(1, 4))
             table("MovieLens-100k, %s (80000 train / 20000 test, label rating >= 4)" % spec_name,
                   rows)
             results["movielens " + spec_name] = rows
