@@ -4,12 +4,13 @@ and xgboost on the same features, on the Criteo libffm sample and on MovieLens-1
 
 funnel's hyperparameters come from a small grid per model, picked on the training data alone
 (MovieLens: `funnel demo`'s fit/valid split, each user's last tenth of training ratings by
-time, by validation AUC; Criteo: five folds of the 200 training rows, by validation log
-loss), never on the test file, with the number of epochs; the model is then trained on the
-whole training file (MovieLens: seeds 1-3, the row gives the means). The baselines fit the
-whole training file with their defaults. The Criteo sample is also measured by nested
-cross-validation over its 400 rows (`--sets criteo-nested`): 200 test rows are too few to
-rank models whose AUC differs by a few hundredths.
+time, by validation AUC; Criteo: five folds of the 200 training rows, by the validation log
+loss averaged over the folds epoch by epoch), never on the test file, with the number of
+epochs; the model is then trained on the whole training file (MovieLens: seeds 1-3, the row
+gives the means). The baselines fit the whole training file with their defaults. The Criteo
+sample is also measured by nested cross-validation over its 400 rows (`--sets
+criteo-nested`): 200 test rows are too few to rank models whose AUC differs by a few
+hundredths.
 
 MovieLens: `funnel demo` (label = rating >= 4, each user's last 20% of ratings by time in
 the test set); funnel's models read the TFRecord files through features.json (and, with
@@ -132,28 +133,37 @@ def evaluate(funnel, model, test, data_args):
 
 def select(funnel, tmp, data_args, train_file, kind, grid, folds, holdout, train_args=(),
            metric="logloss"):
-    """The grid point with the best mean validation metric (the lowest log loss, or with
-    metric "auc" the highest AUC, which then also picks each run's best epoch), with its
-    mean best epoch: over `folds` folds of the training file held out in turn, or (folds 1)
-    on the holdout (fit, valid) pair. The test file plays no part."""
+    """The grid point, and its number of epochs, with the best validation metric (the lowest
+    log loss, or with metric "auc" the highest AUC): over `folds` folds of the training file
+    held out in turn, or (folds 1) on the holdout (fit, valid) pair. The test file plays no
+    part. With folds, every fold trains to the grid's epoch cap and the epochs picked are
+    those whose metric, averaged over the folds, is best (as xgboost's cv picks its round):
+    the final model trains for one number of epochs, so the folds are judged at one. Scoring
+    each fold at its own best epoch instead takes the minimum of every fold's noisy curve, an
+    optimistic figure that favours the grid points whose curves wander most."""
     ext = os.path.splitext(train_file)[1]
     fit, valid = os.path.join(tmp, "cv-fit" + ext), os.path.join(tmp, "cv-valid" + ext)
     if folds == 1:
         fit, valid = holdout
+    whole_curve = ["--patience", "100000"] if folds > 1 else []
+    key, sign = ("valid_logloss", 1) if metric == "logloss" else ("valid_auc", -1)
     best = None
     for flags in grid:
-        losses, epochs = [], []
+        curves = []
         for fold in range(folds):
             if folds > 1:
                 split_records(train_file, fit, valid, every=folds, which=fold)
             r = train(funnel, ["--model", kind, "--train", fit, "--valid", valid, "--out",
                                os.path.join(tmp, "cv.safetensors"), "--valid-metric", metric] +
-                      data_args + flags + list(train_args))
-            losses.append(r["valid_logloss"] if metric == "logloss" else -r["valid_auc"])
-            epochs.append(r["best_epoch"])
-        loss = sum(losses) / len(losses)
+                      data_args + flags + list(train_args) + whole_curve)
+            # lower is better; an epoch without a figure (one class: no AUC) is never picked
+            curves.append([float("inf") if e[key] is None else sign * e[key]
+                           for e in r["epochs"]])
+        n = min(len(c) for c in curves)  # a run that diverged stops early
+        mean = [sum(c[e] for c in curves) / len(curves) for e in range(n)]
+        loss = min(mean)
         if best is None or loss < best[0]:
-            best = (loss, flags, max(1, round(sum(epochs) / len(epochs))))
+            best = (loss, flags, mean.index(loss) + 1)
     return best[1], best[2]
 
 

@@ -505,6 +505,13 @@ int fn_epochs_after(fn_epochs *e, int epoch, double train_loss, const float *val
     fn_progress_update(bar, e->n, line);
     fn_progress_finish(bar); /* one line per epoch stays on the terminal, as libffm's table */
     fn_log_debug("%s train: %s", e->kind, line);
+    if (e->o->on_epoch) {
+        fn_epoch_stats s = {.epoch = epoch,
+                            .train_loss = train_loss,
+                            .valid_loss = valid_loss,
+                            .valid_auc = valid_auc};
+        e->o->on_epoch(&s, e->o->on_epoch_ctx);
+    }
 
     e->run = epoch;
     e->train_loss = train_loss;

@@ -101,6 +101,14 @@ typedef enum fn_sparse_optimizer {
 /* The default AdaGrad learning rate of DeepFM's sparse part: FM's default. */
 #define FN_SPARSE_ADAGRAD_LR 0.05f
 
+/* One epoch's figures, as training reports them after the epoch. */
+typedef struct fn_epoch_stats {
+    int epoch;         /* 1-based */
+    double train_loss; /* the epoch's mean training log loss */
+    double valid_loss; /* validation log loss; NaN without validation */
+    double valid_auc;  /* validation AUC; NaN without validation or with one class */
+} fn_epoch_stats;
+
 typedef struct fn_train_options {
     fn_model_kind kind;
     int k;        /* latent factors (FM 8, FFM 4, DeepFM 8 by default) */
@@ -123,6 +131,11 @@ typedef struct fn_train_options {
                            with AdaGrad */
     const char *device; /* "cpu" or "cuda" */
     int progress;       /* draw a progress bar on a terminal */
+    /* Called after every epoch (NULL: not at all), e.g. to keep the learning curve: every
+       epoch's validation figures, not only the best epoch's, are what choosing a number of
+       epochs across several folds needs. */
+    void (*on_epoch)(const fn_epoch_stats *s, void *ctx);
+    void *on_epoch_ctx;
 } fn_train_options;
 
 /* Defaults for a kind (as documented in `funnel train --help`). */

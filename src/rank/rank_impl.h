@@ -105,9 +105,9 @@ fn_epochs fn_epochs_start(const fn_train_options *o, const char *kind, const fn_
 /*
  * After epoch `epoch` (1-based), with valid_probs the model's predictions for
  * the validation set (NULL without one): its line ("epoch e/E loss x valid y
- * auc z") closes bar and goes to the debug log. *is_best: the best epoch so
- * far, whose weights the caller keeps now. Returns 1 when training should
- * stop (patience spent, or the loss diverged).
+ * auc z") closes bar and goes to the debug log, its figures to o->on_epoch.
+ * *is_best: the best epoch so far, whose weights the caller keeps now.
+ * Returns 1 when training should stop (patience spent, or the loss diverged).
  */
 int fn_epochs_after(fn_epochs *e, int epoch, double train_loss, const float *valid_probs,
                     fn_progress *bar, int *is_best);

@@ -53,7 +53,8 @@ static const char train_usage[] =
     "                     v > 0.5, else 0 (e.g. --label rating --label-range 2.5,4.5:\n"
     "                     ratings 1-2 count 0, 3 0.25, 4 0.75, 5 1); the model still\n"
     "                     predicts a probability, of the grade, and ranks by it\n"
-    "  --json             print the training report as one JSON object\n";
+    "  --json             print the training report as one JSON object, with every\n"
+    "                     epoch's losses and validation AUC under \"epochs\"\n";
 
 static const char eval_usage[] =
     "usage: funnel eval --model MODEL --data FILE (--spec SPEC.json [--label KEY]\n"
@@ -345,6 +346,19 @@ static void apply_overrides(const args *a, fn_train_options *o)
     if (a->valid_metric >= 0) o->valid_metric = (fn_valid_metric)a->valid_metric;
 }
 
+/* Appends one epoch's figures to the --json report's "epochs" list (a fn_buf). */
+static void epoch_json(const fn_epoch_stats *s, void *ctx)
+{
+    fn_buf *b = ctx;
+    fn_buf_printf(b, "%s{\"epoch\": %d, \"train_loss\": ", b->len ? ", " : "", s->epoch);
+    fn_buf_json_metric(b, s->train_loss);
+    fn_buf_puts(b, ", \"valid_logloss\": ");
+    fn_buf_json_metric(b, s->valid_loss);
+    fn_buf_puts(b, ", \"valid_auc\": ");
+    fn_buf_json_metric(b, s->valid_auc);
+    fn_buf_putc(b, '}');
+}
+
 int fn_cmd_train(int argc, char **argv)
 {
     args a;
@@ -361,6 +375,8 @@ int fn_cmd_train(int argc, char **argv)
     fn_train_options o = fn_train_options_default(kind);
     apply_overrides(&a, &o);
     o.progress = 1;
+    fn_buf epochs = FN_BUF_INIT;
+    if (a.json) o.on_epoch = epoch_json, o.on_epoch_ctx = &epochs;
 
     fn_error err = {0};
     fn_columns *spec = NULL;
@@ -374,6 +390,10 @@ int fn_cmd_train(int argc, char **argv)
     if (fn_model_train(&o, train, valid, spec ? fn_columns_sha256(spec) : NULL, &m, &rep, &err) !=
         FN_OK)
         goto done;
+    if (epochs.oom) {
+        fn_error_set(&err, FN_ERR_NOMEM, "out of memory keeping the epochs' figures");
+        goto done;
+    }
     if (fn_model_save(m, a.out, &err) != FN_OK) goto done;
     if (a.json) {
         fn_buf b = FN_BUF_INIT;
@@ -388,7 +408,9 @@ int fn_cmd_train(int argc, char **argv)
         fn_buf_json_metric(&b, rep.best_valid_auc);
         fn_buf_printf(&b, ", \"examples_per_s\": %.1f, \"out\": ", rep.examples_per_s);
         fn_buf_json_string(&b, a.out, strlen(a.out));
-        fn_buf_puts(&b, "}\n");
+        fn_buf_puts(&b, ", \"epochs\": [");
+        fn_buf_append(&b, epochs.data, epochs.len);
+        fn_buf_puts(&b, "]}\n");
         fn_cli_write_stdout(&b, NULL);
         fn_buf_free(&b);
     } else {
@@ -402,6 +424,7 @@ int fn_cmd_train(int argc, char **argv)
     rc = FN_EXIT_OK;
 done:
     if (rc != FN_EXIT_OK) fn_cli_fail("train", &err);
+    fn_buf_free(&epochs);
     fn_model_free(m);
     fn_dataset_free(train);
     fn_dataset_free(valid);

@@ -33,9 +33,11 @@ expect() {
     fail "$*: stderr lacks '$pattern': $(cat "$tmp/stderr")"
 }
 
-# json_get KEY: the value of KEY in the one-line JSON object in $tmp/stdout.
+# json_get KEY: the value of the top-level KEY of the JSON object in $tmp/stdout (null: "null").
 json_get() {
-  sed -n "s/.*\"$1\": \"\{0,1\}\([^,\"}]*\).*/\1/p" "$tmp/stdout"
+  /usr/bin/python3 -c 'import json, sys
+v = json.load(open(sys.argv[1]))[sys.argv[2]]
+print("null" if v is None else v)' "$tmp/stdout" "$1"
 }
 
 # A comparison of floating-point numbers through awk: check "A > B".
@@ -101,6 +103,19 @@ for kind in ffm fm deepfm; do
   [[ $(json_get valid_examples) == "$n_test" ]] || fail "valid_examples"
   runs=$(json_get epochs_run) best=$(json_get best_epoch) valid_ll=$(json_get valid_logloss)
   ((best >= 1 && best <= runs && runs <= 10)) || fail "$kind epochs: best $best of $runs"
+  # Every epoch's figures are listed, in order; the kept one's are the report's, the last
+  # one's training loss is the report's.
+  /usr/bin/python3 - "$tmp/stdout" <<'PY' || fail "$kind train JSON epochs: $(cat "$tmp/stdout")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+e = r["epochs"]
+assert [x["epoch"] for x in e] == list(range(1, r["epochs_run"] + 1)), e
+kept = e[r["best_epoch"] - 1]
+assert kept["valid_logloss"] == r["valid_logloss"] and kept["valid_auc"] == r["valid_auc"], kept
+assert min(x["valid_logloss"] for x in e) == r["valid_logloss"], e
+assert abs(e[-1]["train_loss"] - r["train_loss"]) < 1e-8 * r["train_loss"], e[-1]
+assert all(0.5 < x["valid_auc"] < 1 and 0 < x["train_loss"] < 1 for x in e), e
+PY
   check "$(json_get examples_per_s) > 0" "$kind examples_per_s"
   check "$(json_get train_loss) < 0.6" "$kind train loss $(json_get train_loss)"
 
@@ -163,5 +178,16 @@ if [[ -f $data/criteo-ffm/small_train.txt ]]; then
     [[ $kind == deepfm ]] && min=0.57
     check "$(json_get auc) > $min" "criteo $kind AUC $(json_get auc)"
   done
+  # Without --valid every epoch is listed all the same, its validation figures null.
+  expect 0 "" "$funnel" train --model fm --format libffm --train "$data/criteo-ffm/small_train.txt" \
+    --out "$tmp/c-alone.safetensors" --epochs 3 --threads 1 --json
+  /usr/bin/python3 - "$tmp/stdout" <<'PY' || fail "train JSON epochs without --valid: $(cat "$tmp/stdout")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+e = r["epochs"]
+assert r["epochs_run"] == 3 and [x["epoch"] for x in e] == [1, 2, 3], e
+assert all(x["valid_logloss"] is None and x["valid_auc"] is None for x in e), e
+assert all(0 < x["train_loss"] < 1 for x in e), e
+PY
 fi
 echo "ok"

@@ -302,7 +302,21 @@ START_TEST(graded_targets_are_learned)
 }
 END_TEST
 
-/* Early stopping on the validation AUC keeps the epoch of the best AUC, and reports it. */
+/* The learning curve on_epoch receives. */
+typedef struct curve {
+    int n;
+    fn_epoch_stats at[16];
+} curve;
+
+static void keep_epoch(const fn_epoch_stats *s, void *ctx)
+{
+    curve *c = ctx;
+    if (c->n < 16) c->at[c->n] = *s;
+    c->n++;
+}
+
+/* Early stopping on the validation AUC keeps the epoch of the best AUC, and reports it; every
+   epoch's figures reach on_epoch, and are those of a model trained for that many epochs. */
 START_TEST(early_stopping_on_auc)
 {
     fn_model_kind kind = kinds[_i];
@@ -312,19 +326,29 @@ START_TEST(early_stopping_on_auc)
     o.epochs = 12;
     o.patience = 12; /* every epoch runs: the best AUC's is kept */
     o.valid_metric = FN_VALID_AUC;
+    curve c = {0};
+    o.on_epoch = keep_epoch, o.on_epoch_ctx = &c;
     fn_train_report rep;
     fn_model *m = train_ok(&o, tr, va, &rep);
     ck_assert_int_eq(rep.epochs_run, 12);
+    ck_assert_int_eq(c.n, 12);
     float *p = predict_all(m, va, 1);
     ck_assert_double_eq_tol(fn_metric_auc(p, va->labels, va->n), rep.best_valid_auc, 1e-12);
     ck_assert_double_eq_tol(fn_metric_logloss(p, va->labels, va->n), rep.best_valid_loss, 1e-9);
+    ck_assert_double_eq(c.at[rep.best_epoch - 1].valid_auc, rep.best_valid_auc);
+    ck_assert_double_eq(c.at[11].train_loss, rep.train_loss);
     /* no epoch has a higher validation AUC than the one kept */
     for (int e = 1; e <= 12; e++) {
         fn_train_options oe = o;
         oe.epochs = e;
+        oe.on_epoch = NULL;
         fn_model *me = train_ok(&oe, tr, NULL, NULL);
         float *pe = predict_all(me, va, 1);
         ck_assert_double_le(fn_metric_auc(pe, va->labels, va->n), rep.best_valid_auc + 1e-12);
+        ck_assert_int_eq(c.at[e - 1].epoch, e);
+        ck_assert_double_eq_tol(fn_metric_auc(pe, va->labels, va->n), c.at[e - 1].valid_auc, 1e-12);
+        ck_assert_double_eq_tol(fn_metric_logloss(pe, va->labels, va->n), c.at[e - 1].valid_loss,
+                                1e-9);
         free(pe);
         fn_model_free(me);
     }
