@@ -184,6 +184,36 @@ static int parse_hidden(const char *cmd, const char *s, args *a)
     return a->n_hidden > 0 || (fn_cli_usage_error(cmd, "--hidden needs at least one size"), 0);
 }
 
+/* Whether option c is one of cmd's ("train" or "eval"): eval scores a model as trained, so
+   the training options are not its; --data and --predictions are not train's. */
+static int option_of(const char *cmd, int c)
+{
+    int train = strcmp(cmd, "train") == 0;
+    switch (c) {
+    case OPT_DATA:
+    case OPT_PREDICTIONS:
+        return !train;
+    case OPT_MODEL:
+    case OPT_SPEC:
+    case OPT_FORMAT:
+    case OPT_LABEL:
+    case OPT_LABEL_RANGE:
+    case OPT_THREADS:
+    case OPT_JSON:
+    case OPT_HELP:
+        return 1;
+    default:
+        return train;
+    }
+}
+
+static const char *option_name(int c)
+{
+    for (const struct option *o = long_opts; o->name; o++)
+        if (o->val == c) return o->name;
+    return "?";
+}
+
 /* Parses the shared options; returns -1 to continue, or an exit code. */
 static int parse(const char *cmd, int argc, char **argv, args *a, const char *usage)
 {
@@ -195,6 +225,9 @@ static int parse(const char *cmd, int argc, char **argv, args *a, const char *us
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+        if (c >= OPT_MODEL && c <= OPT_HELP && !option_of(cmd, c))
+            return fn_cli_usage_error(cmd, "--%s is funnel %s's option, not %s's", option_name(c),
+                                      strcmp(cmd, "train") ? "train" : "eval", cmd);
         switch (c) {
         case OPT_MODEL:
             a->model = optarg;

@@ -88,6 +88,13 @@ expect 2 "--sparse-optimizer and --sparse-lr are DeepFM's" "$funnel" train --mod
 expect 2 "--sparse-lr expects a number" "$funnel" train --model deepfm --spec "$spec" \
   --sparse-lr -1 --train "$train" --out "$tmp/x"
 expect 2 "--model and --data are required" "$funnel" eval --spec "$spec" --data "$test"
+# Each command refuses the other's options rather than ignore them.
+expect 2 "--epochs is funnel train's option, not eval's" "$funnel" eval --model "$tmp/x" \
+  --spec "$spec" --data "$test" --epochs 3
+expect 2 "--out is funnel train's option, not eval's" "$funnel" eval --model "$tmp/x" \
+  --spec "$spec" --data "$test" --out "$tmp/y"
+expect 2 "--predictions is funnel eval's option, not train's" "$funnel" train --model ffm \
+  --spec "$spec" --train "$train" --out "$tmp/x" --predictions "$tmp/p"
 expect 1 "$tmp/missing.tfrecord" "$funnel" train --model ffm --spec "$spec" \
   --train "$tmp/missing.tfrecord" --out "$tmp/x"
 [[ ! -e $tmp/x ]] || fail "a failed train wrote a model"
