@@ -219,23 +219,25 @@ def funnel_models(funnel, tmp, data_args, train_file, test, rows, kinds, grids, 
 
 
 def criteo_grids():
-    """The Criteo sample's models: (kind, grid) per row. 200 rows: DeepFM needs small batches
-    for enough steps, and regularisation. Epochs are capped at 30; select() picks how many."""
+    """The Criteo sample's models: (kind, name, grid) per row. 200 rows: DeepFM needs small
+    batches for enough steps, and regularisation. Epochs are capped at 30; select() picks how
+    many."""
     cap = ["--epochs", "30"]
     return [
-        ("fm", [cap, cap + ["--lr", "0.1"], cap + ["--lr", "0.02"], cap + ["--l2", "1e-3"]]),
-        ("ffm", [cap, cap + ["--lr", "0.3"], cap + ["--lr", "0.1"]]),
+        ("fm", "FM", [cap, cap + ["--lr", "0.1"], cap + ["--lr", "0.02"], cap + ["--l2", "1e-3"]]),
+        ("ffm", "FFM", [cap, cap + ["--lr", "0.3"], cap + ["--lr", "0.1"]]),
         # DeepFM with its sparse part by lazy Adam, as the MLP.
-        ("deepfm", [cap + ["--sparse-optimizer", "adam", "--batch", "16", "--lr", lr,
-                           "--dropout", p, "--l2", l2, "--k", k, "--hidden", h]
-                    for lr in ("0.003", "0.01") for p in ("0", "0.5")
-                    for l2 in ("1e-3", "3e-3") for k in ("2", "4") for h in ("32", "200,200")]),
+        ("deepfm", "DeepFM, sparse part by Adam",
+         [cap + ["--sparse-optimizer", "adam", "--batch", "16", "--lr", lr, "--dropout", p,
+                 "--l2", l2, "--k", k, "--hidden", h]
+          for lr in ("0.003", "0.01") for p in ("0", "0.5") for l2 in ("1e-3", "3e-3")
+          for k in ("2", "4") for h in ("32", "200,200")]),
         # DeepFM with its sparse part trained as FM's (AdaGrad, the default), the MLP by Adam.
-        ("deepfm", [cap + ["--sparse-optimizer", "adagrad", "--sparse-lr", slr, "--batch", "16",
-                           "--lr", lr, "--dropout", p, "--l2", l2, "--k", k, "--hidden", h]
-                    for slr in ("0.05", "0.1", "0.2") for lr in ("0.001", "0.003")
-                    for p in ("0", "0.5") for l2 in ("0", "1e-3") for k in ("2", "4")
-                    for h in ("32", "200,200")]),
+        ("deepfm", "DeepFM, sparse part by AdaGrad",
+         [cap + ["--sparse-optimizer", "adagrad", "--sparse-lr", slr, "--batch", "16", "--lr",
+                 lr, "--dropout", p, "--l2", l2, "--k", k, "--hidden", h]
+          for slr in ("0.05", "0.1", "0.2") for lr in ("0.001", "0.003") for p in ("0", "0.5")
+          for l2 in ("0", "1e-3") for k in ("2", "4") for h in ("32", "200,200")]),
     ]
 
 
@@ -243,7 +245,7 @@ def criteo_models(funnel, tmp, train_file, test, rows, kinds):
     """Each of criteo_grids()'s models of the given kinds, picked by 5-fold cross-validation
     of train_file, as the mean over seeds 1-5 (the spread over seeds is as large as the gaps
     between models)."""
-    for kind, grid in criteo_grids():
+    for kind, _, grid in criteo_grids():
         if kind in kinds:
             funnel_models(funnel, tmp, ["--format", "libffm"], train_file, test, rows, [kind],
                           {kind: grid}, folds=5, seeds=range(1, 6))
@@ -266,12 +268,12 @@ def criteo_nested(funnel, tmp, data, kinds, folds=5):
                 (b if i % folds == fold else a).write(line)
         rows = []
         baselines(read_libffm(tr), read_libffm(te), rows)
+        n_baselines = len(rows)
         criteo_models(funnel, tmp, tr, te, rows, kinds)
         if not names:
-            # The funnel rows name their picks, which differ by fold: keep the model and the
-            # sparse optimizer.
-            names = [r[0].split(" (")[0] + (", sparse part by AdaGrad"
-                                            if "adagrad" in r[0] else "") for r in rows]
+            # The funnel rows name their picks, which differ by fold: name them by their grid.
+            names = [r[0].split(" (")[0] for r in rows[:n_baselines]]
+            names += ["funnel " + name for kind, name, _ in criteo_grids() if kind in kinds]
             sums = [[0.0, 0.0, 0.0] for _ in rows]
         for acc, r in zip(sums, rows):
             for j in range(3):
