@@ -18,6 +18,13 @@
 
 /* ---- lists ---- */
 
+/*
+ * The most columns a list's rows may have. The rows are dense, so an svmrank
+ * index sets the width of every row: one line with a huge index would
+ * otherwise ask for gigabytes (LETOR sets have 46 to 700 features).
+ */
+#define FN_LISTSET_MAX_FEATURES 65536u
+
 /* Items in dense rows; list i owns rows [offsets[i], offsets[i + 1]). */
 typedef struct fn_listset {
     size_t n_lists;
@@ -34,9 +41,9 @@ typedef struct fn_listset {
  * FILE.query when it exists (one count per line, LightGBM's group file; the
  * counts must add up to the rows), else from runs of equal qid. A file with
  * neither is FN_ERR_INVALID saying so; so is a malformed line (file, line,
- * token), a negative or non-finite label, an index of 0, or a qid that comes
- * back after another one. min_features widens the rows (a model's width) so
- * files whose largest index is smaller still line up; 0 for none.
+ * token), a negative or non-finite label, an index of 0 or above
+ * FN_LISTSET_MAX_FEATURES, or a qid that comes back after another one. min_features widens the rows
+ * (a model's width) so files whose largest index is smaller still line up; 0 for none.
  *
  * Details: Q is a decimal integer and, when present, comes right after the
  * label; with a group file qid tokens are checked but not used. Indexes

@@ -152,6 +152,13 @@ START_TEST(qid_runs_comments_and_widths)
     ck_assert_int_eq(fn_listset_read_svmrank(p, NULL, 2, &d, &err), FN_OK);
     ck_assert_uint_eq(d->n_features, 3);
     fn_listset_free(d);
+    /* The widest row a list may have is read. */
+    char *wide = write_tmp("wide.txt", "1 qid:1 2:0.5 65536:1\n");
+    ck_assert_msg(fn_listset_read_svmrank(wide, NULL, 0, &d, &err) == FN_OK, "%s", err.msg);
+    ck_assert_uint_eq(d->n_features, FN_LISTSET_MAX_FEATURES);
+    ck_assert(d->features[1] == 0.5f && d->features[65535] == 1);
+    fn_listset_free(d);
+    free(wide);
 
     /* A group file wins over the qid tokens (here: one list of all four rows). */
     char *q = write_tmp("groups", "4\n");
@@ -205,7 +212,11 @@ START_TEST(text_errors_name_file_line_and_token)
     expect_invalid("1 qid:1 x:1\n", NULL, "token 'x:1'");
     expect_invalid("1 qid:1 -2:1\n", NULL, "token '-2:1'");
     expect_invalid("1 qid:1 0:1\n", NULL, "bad.txt:1: token '0:1': indexes start at 1");
-    expect_invalid("1 qid:1 4294967296:1\n", NULL, "the index is too large");
+    /* the rows are dense: one huge index would size every row */
+    expect_invalid("1 qid:1 4294967296:1\n", NULL, "the index is above 65536");
+    expect_invalid("2 qid:1 1244444444:0.25\n", NULL,
+                   "token '1244444444:0.25': the index is above");
+    expect_invalid("1 qid:1 65537:1\n", NULL, "the most columns a list's (dense) rows may have");
     expect_invalid("1 qid:1 3:1 2:1\n", NULL, "token '2:1': indexes must increase");
     expect_invalid("1 qid:1 3:1 3:1\n", NULL, "indexes must increase");
     expect_invalid("1 qid:1 1:1e99\n", NULL, "the value is not finite");
