@@ -122,6 +122,10 @@ typedef struct fn_rerank_options {
     int threads;        /* 0: all online CPUs */
     const char *device; /* "cpu" or "cuda" */
     int progress;       /* draw a progress bar on a terminal */
+    /* Called after every epoch (NULL: not at all) with its mean training loss and validation
+       NDCG@ndcg_k (NaN without validation): the learning curve. */
+    void (*on_epoch)(int epoch, double train_loss, double valid_ndcg, void *ctx);
+    void *on_epoch_ctx;
 } fn_rerank_options;
 
 fn_rerank_options fn_rerank_options_default(void);

@@ -425,10 +425,12 @@ fn_status fn_reranker_train(const fn_rerank_options *o, const fn_listset *train,
         }
         if (!valid) {
             fn_log(FN_LOG_DEBUG, "rerank epoch %d/%d loss %.6f", epoch, o->epochs, loss);
+            if (o->on_epoch) o->on_epoch(epoch, loss, NAN, o->on_epoch_ctx);
             continue;
         }
         const double nd = valid_ndcg(r, valid, vscores, &st, err);
         if (st != FN_OK) goto done;
+        if (o->on_epoch) o->on_epoch(epoch, loss, nd, o->on_epoch_ctx);
         fn_log(FN_LOG_DEBUG, "rerank epoch %d/%d loss %.6f valid ndcg@%d %.6f", epoch, o->epochs,
                loss, o->ndcg_k, nd);
         if (o->progress)

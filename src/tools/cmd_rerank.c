@@ -52,7 +52,8 @@ static const char usage[] =
     "  --dropout X        [0.1]\n"
     "  --epochs N         [100]   --patience N  [10]   --batch N lists [16]\n"
     "  --seed N  --threads N  --device cpu|cuda\n"
-    "  --json             print the report (or the metrics) as one JSON object\n"
+    "  --json             print the report (or the metrics) as one JSON object; train's\n"
+    "                     lists every epoch's loss and validation NDCG under \"epochs\"\n"
     "\n"
     "eval, the page (diversity and rules after the scores; see fn_rerank_page):\n"
     "  --page N           make each list's page of N items and measure it: the metrics\n"
@@ -363,6 +364,22 @@ static fn_status split_tail(fn_listset *d, double fraction, fn_listset *tail, fn
     return FN_OK;
 }
 
+/* The --json report's "epochs" list, an epoch at a time. */
+typedef struct epochs_json {
+    fn_buf b;
+    int ndcg_k;
+} epochs_json;
+
+static void epoch_json(int epoch, double train_loss, double valid_ndcg, void *ctx)
+{
+    epochs_json *e = ctx;
+    fn_buf_printf(&e->b, "%s{\"epoch\": %d, \"train_loss\": ", e->b.len ? ", " : "", epoch);
+    fn_buf_json_metric(&e->b, train_loss);
+    fn_buf_printf(&e->b, ", \"valid_ndcg@%d\": ", e->ndcg_k);
+    fn_buf_json_metric(&e->b, valid_ndcg);
+    fn_buf_putc(&e->b, '}');
+}
+
 static int run_train(args *a)
 {
     if (!a->out) return fn_cli_usage_error("rerank train", "--out MODEL is required");
@@ -374,12 +391,18 @@ static int run_train(args *a)
     fn_rerank_report rep;
     int rc = FN_EXIT_FAIL;
     a->o.progress = 1;
+    epochs_json epochs = {.b = FN_BUF_INIT, .ndcg_k = a->o.ndcg_k};
+    if (a->json) a->o.on_epoch = epoch_json, a->o.on_epoch_ctx = &epochs;
     if (read_lists(a, a->data, a->query, 0, &train, &err) != FN_OK) goto done;
     if (a->valid && read_lists(a, a->valid, NULL, train->n_features, &valid, &err) != FN_OK)
         goto done;
     if (a->holdout > 0 && split_tail(train, a->holdout, &tail, &err) != FN_OK) goto done;
     const fn_listset *v = valid ? valid : tail.offsets ? &tail : NULL;
     if (fn_reranker_train(&a->o, train, v, &r, &rep, &err) != FN_OK) goto done;
+    if (epochs.b.oom) {
+        fn_error_set(&err, FN_ERR_NOMEM, "out of memory keeping the epochs' figures");
+        goto done;
+    }
     if (fn_reranker_save(r, a->out, &err) != FN_OK) goto done;
     if (a->json) {
         fn_buf b = FN_BUF_INIT;
@@ -393,7 +416,9 @@ static int run_train(args *a)
         fn_buf_json_metric(&b, rep.best_valid_ndcg);
         fn_buf_printf(&b, ", \"lists_per_s\": %.1f, \"out\": ", rep.lists_per_s);
         fn_buf_json_string(&b, a->out, strlen(a->out));
-        fn_buf_puts(&b, "}\n");
+        fn_buf_puts(&b, ", \"epochs\": [");
+        fn_buf_append(&b, epochs.b.data, epochs.b.len);
+        fn_buf_puts(&b, "]}\n");
         fn_cli_write_stdout(&b, NULL);
         fn_buf_free(&b);
     } else {
@@ -406,6 +431,7 @@ static int run_train(args *a)
     rc = FN_EXIT_OK;
 done:
     if (rc != FN_EXIT_OK) fn_cli_fail("rerank train", &err);
+    fn_buf_free(&epochs.b);
     fn_reranker_free(r);
     free(tail.offsets);
     fn_listset_free(train);

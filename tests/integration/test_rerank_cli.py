@@ -45,6 +45,13 @@ def main():
         check(rep["train_lists"] == 161 and rep["valid_lists"] == 40, "holdout split: %r" % rep)
         check(1 <= rep["best_epoch"] <= rep["epochs_run"] <= 8, "epochs: %r" % rep)
         check(0 < rep["valid_ndcg@10"] <= 1 and rep["loss"] == "lambdarank", "report: %r" % rep)
+        # every epoch's figures, in order; the kept epoch's NDCG is the best and the report's
+        curve = rep["epochs"]
+        check([e["epoch"] for e in curve] == list(range(1, rep["epochs_run"] + 1)),
+              "epochs list: %r" % curve)
+        check(curve[rep["best_epoch"] - 1]["valid_ndcg@10"] == rep["valid_ndcg@10"] ==
+              max(e["valid_ndcg@10"] for e in curve), "kept epoch: %r" % curve)
+        check(curve[-1]["train_loss"] == rep["train_loss"], "last loss: %r" % curve)
         check(os.path.getsize(model) > 10000, "model file written")
 
         preds = os.path.join(tmp, "p.txt")
@@ -89,6 +96,13 @@ def main():
         a = run(f, "rerank", "eval", "--model", m2, "--data", test, "--json")
         b = run(f, "rerank", "eval", "--model", copy, "--data", test, "--json")
         check(a == b, "a copied model scores differently")
+
+        # without validation every epoch is still listed, its NDCG null
+        rep = json.loads(run(f, "rerank", "train", "--data", train, "--out", m2, "--epochs", "2",
+                             "--json"))
+        check([(e["epoch"], e["valid_ndcg@10"]) for e in rep["epochs"]] == [(1, None), (2, None)]
+              and rep["epochs"][-1]["train_loss"] == rep["train_loss"] > 0,
+              "epochs without validation: %r" % rep)
 
         # usage errors (exit 2) and bad files (exit 1)
         run(f, "rerank", rc=2)
