@@ -389,11 +389,13 @@ static fn_status parse_text_line(char *line, builder *b, text_row *row, const ch
         if (!parse_u64(tok, colon, &ix))
             return bad_token(err, path, lineno, tok, "expected idx:value with an integer idx");
         if (ix == 0) return bad_token(err, path, lineno, tok, "indexes start at 1");
-        _Static_assert(FN_LISTSET_MAX_FEATURES == 65536u, "the message below names the limit");
-        if (ix > FN_LISTSET_MAX_FEATURES)
-            return bad_token(err, path, lineno, tok,
-                             "the index is above 65536, the most columns a list's (dense) rows "
-                             "may have");
+        if (ix > FN_LISTSET_MAX_FEATURES) {
+            char why[96];
+            snprintf(why, sizeof why,
+                     "the index is above %u, the most columns a list's (dense) rows may have",
+                     FN_LISTSET_MAX_FEATURES);
+            return bad_token(err, path, lineno, tok, why);
+        }
         if (ix <= prev)
             return bad_token(err, path, lineno, tok,
                              "indexes must increase along a line (svmlight's rule)");

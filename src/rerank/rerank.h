@@ -42,8 +42,9 @@ typedef struct fn_listset {
  * counts must add up to the rows), else from runs of equal qid. A file with
  * neither is FN_ERR_INVALID saying so; so is a malformed line (file, line,
  * token), a negative or non-finite label, an index of 0 or above
- * FN_LISTSET_MAX_FEATURES, or a qid that comes back after another one. min_features widens the rows
- * (a model's width) so files whose largest index is smaller still line up; 0 for none.
+ * FN_LISTSET_MAX_FEATURES, or a qid that comes back after another one.
+ * min_features widens the rows (a model's width) so files whose largest index
+ * is smaller still line up; 0 for none.
  *
  * Details: Q is a decimal integer and, when present, comes right after the
  * label; with a group file qid tokens are checked but not used. Indexes

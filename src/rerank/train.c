@@ -423,14 +423,13 @@ fn_status fn_reranker_train(const fn_rerank_options *o, const fn_listset *train,
                               epoch, loss);
             goto done;
         }
-        if (!valid) {
-            fn_log(FN_LOG_DEBUG, "rerank epoch %d/%d loss %.6f", epoch, o->epochs, loss);
-            if (o->on_epoch) o->on_epoch(epoch, loss, NAN, o->on_epoch_ctx);
-            continue;
-        }
-        const double nd = valid_ndcg(r, valid, vscores, &st, err);
+        const double nd = valid ? valid_ndcg(r, valid, vscores, &st, err) : NAN;
         if (st != FN_OK) goto done;
         if (o->on_epoch) o->on_epoch(epoch, loss, nd, o->on_epoch_ctx);
+        if (!valid) {
+            fn_log(FN_LOG_DEBUG, "rerank epoch %d/%d loss %.6f", epoch, o->epochs, loss);
+            continue;
+        }
         fn_log(FN_LOG_DEBUG, "rerank epoch %d/%d loss %.6f valid ndcg@%d %.6f", epoch, o->epochs,
                loss, o->ndcg_k, nd);
         if (o->progress)

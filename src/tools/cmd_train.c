@@ -184,11 +184,10 @@ static int parse_hidden(const char *cmd, const char *s, args *a)
     return a->n_hidden > 0 || (fn_cli_usage_error(cmd, "--hidden needs at least one size"), 0);
 }
 
-/* Whether option c is one of cmd's ("train" or "eval"): eval scores a model as trained, so
-   the training options are not its; --data and --predictions are not train's. */
-static int option_of(const char *cmd, int c)
+/* Whether option c is train's (train 1) or eval's (train 0): eval scores a model as trained,
+   so the training options are not its; --data and --predictions are not train's. */
+static int option_of(int train, int c)
 {
-    int train = strcmp(cmd, "train") == 0;
     switch (c) {
     case OPT_DATA:
     case OPT_PREDICTIONS:
@@ -222,12 +221,13 @@ static int parse(const char *cmd, int argc, char **argv, args *a, const char *us
     a->lr = a->l2 = a->dropout = a->sparse_lr = -1;
     a->valid_metric = a->sparse_opt = -1;
     a->label.key = "label";
+    const int train = strcmp(cmd, "train") == 0;
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
-        if (c >= OPT_MODEL && c <= OPT_HELP && !option_of(cmd, c))
+        if (c >= OPT_MODEL && c <= OPT_HELP && !option_of(train, c))
             return fn_cli_usage_error(cmd, "--%s is funnel %s's option, not %s's", option_name(c),
-                                      strcmp(cmd, "train") ? "train" : "eval", cmd);
+                                      train ? "eval" : "train", cmd);
         switch (c) {
         case OPT_MODEL:
             a->model = optarg;
